@@ -1,0 +1,1 @@
+"""Prefect flows wiring the tasks of physlm."""
