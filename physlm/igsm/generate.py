@@ -1,0 +1,285 @@
+"""Generate iGSM problems: hyper-parameter sampling, the rejection loop, values, texts (spec A.5-A.11).
+
+``generate(cfg, seed)`` returns one ``Problem`` and depends only on (cfg, seed): every random choice comes
+from one ``random.Random(seed)``, so the same pair gives byte-identical problems in any process.
+
+The authors' loop (``IdGen._gen_prob``, style "light") draws a target op K, then repeatedly draws
+hyper-parameters (s = min of two U{1..max_op}, n, m, depth, widths, p, e), builds a graph and keeps it only
+if its realised op equals K and its template hash is in the wanted bins. The realised op is
+min(s, n_op_min + capacity) <= s, so a draw with s < K can never be kept: we draw s from the same law
+restricted to s >= K, which leaves the distribution of kept problems unchanged and removes most of the
+rejections (the authors' generator spends ~0.05 s per med problem on them). We also reject right after the
+sort, before values and texts, when the op cannot match.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from physlm.igsm import build, vocab
+from physlm.igsm.build import RNG, Build, SortFailed
+from physlm.igsm.config import GenConfig
+from physlm.igsm.graph import INSTANCE, MOD, Graph
+from physlm.igsm.solution import render, render_with_retries, template_hash
+
+STRUCTURE_TRIES = 1000  # structure graphs per hyper-parameter draw (the code's ``try_num``)
+MAX_DRAWS = 200_000  # hyper-parameter draws before we declare the target op unreachable
+
+
+class GenerationError(RuntimeError):
+    """The knobs cannot produce the requested problem (e.g. an op the family's graphs cannot reach)."""
+
+
+@dataclass(slots=True)
+class Problem:
+    """One generated problem: the graph plus its texts and the labels every later stage needs."""
+
+    graph: Graph
+    seed: int
+    family: str
+    format: str
+    op: int
+    template_hash: int
+    statement: str  # " S1. S2. ... Sn." (no question)
+    question: str  # " How many X does Y have?"
+    solution: str
+    reask: bool = False
+    base_op: int | None = None
+
+    @property
+    def problem(self) -> str:
+        return self.statement + self.question if self.format == "pq" else self.question + self.statement
+
+    @property
+    def answer(self) -> int:
+        return self.graph.value[self.graph.query]
+
+    @property
+    def ip(self) -> int:
+        return self.graph.ip
+
+    def split(self, train_bins: int = 17) -> str:
+        return "train" if self.template_hash < train_bins else "test"
+
+
+# ---------------------------------------------------------------------------- hyper-parameters (A.9)
+def _min_of_two(rng: random.Random, hi: int) -> int:
+    return min(rng.randint(1, hi), rng.randint(1, hi))
+
+
+def draw_op(cfg: GenConfig, rng: random.Random) -> int:
+    if cfg.op is not None:
+        return cfg.op
+    if cfg.op_dist == "uniform":
+        return rng.randint(1, cfg.family.max_op)
+    return _min_of_two(rng, cfg.family.max_op)
+
+
+def _draw_s(rng: random.Random, hi: int, lo: int) -> int:
+    """s ~ min of two U{1..hi}, conditioned on s >= lo (P(s=k) is proportional to 2(hi-k)+1)."""
+    weights = [2 * (hi - k) + 1 for k in range(lo, hi + 1)]
+    return lo + build._weighted(rng, weights)
+
+
+def _softmax_draw(rng: random.Random, values: tuple[int, ...], s: int, max_edge: int) -> int:
+    rel = (s - 1) / (max_edge - 1)
+    weight = {2: -(rel - 0.2) ** 2, 3: -(rel - 0.5) ** 2, 4: -(rel - 0.8) ** 2}
+    return values[build._weighted(rng, [math.exp(weight[v]) for v in values])]
+
+
+def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, int, int, int, int, int, float]:
+    """(s, n, m, d, w0, w1, e, p) as the code's ``gen_param_light``; shapes that cannot fit max_edge
+    are redrawn (the code crashes on them, which is why it fails for max_edge < 12)."""
+    fam = cfg.family
+    if cfg.op is not None:
+        s = cfg.op
+    else:
+        s = _draw_s(rng, fam.max_op, min(target, fam.max_op))
+    n = max(rng.randint(1, s), rng.randint(1, s))
+    m = rng.randint(n, s)
+    while True:
+        d = _softmax_draw(rng, fam.depths, s, fam.max_edge)
+        t0 = _softmax_draw(rng, fam.widths, s, fam.max_edge)
+        t1 = _softmax_draw(rng, fam.widths, s, fam.max_edge)
+        w0, w1 = min(t0, t1), max(t0, t1)
+        if (d - 1) * w0 <= fam.max_edge:
+            break
+    p = rng.random()
+    lo = (d - 1) * w0
+    e = min(rng.randint(lo, fam.max_edge), rng.randint(lo, fam.max_edge))
+    return s, n, m, d, w0, w1, e, p
+
+
+# ---------------------------------------------------------------------------- the loop
+def _try_build(cfg: GenConfig, rng: random.Random, target: int) -> tuple[Build, int] | None:
+    """One hyper-parameter draw: up to STRUCTURE_TRIES structures until the sort succeeds; None if the
+    draw is rejected (sort never succeeded, or the realised op is not the target)."""
+    s, n, m, d, w0, w1, e, p = hyper(cfg, rng, target)
+    for _ in range(STRUCTURE_TRIES):
+        b = build.structure(rng, d, w0, w1, e, p)
+        if not cfg.childless and build.has_childless(b):
+            continue
+        build.choose(b, rng, n, m)
+        try:
+            build.sort(b, rng, cfg.bias)
+        except SortFailed:
+            continue
+        if build.realized_op(b, s) != target:
+            return None
+        return b, s
+    return None
+
+
+def _graph(b: Build, cfg: GenConfig, rng: random.Random) -> Graph:
+    """Names, formulas, constants and values for a finished build (the code's ``parse``)."""
+    _, layers, items = vocab.draw(rng, b.d, b.sizes)
+    g = Graph(layers=list(layers), items=[list(x) for x in items])
+    # values are computed along a random topological order of the whole G_d (the code's problem_order)
+    order = _random_topological(b, rng)
+    for key in order:
+        ops = [q for q in b.preds[key] if q != RNG]
+        idx = [g.index(q) for q in ops]
+        if key[0] == 1:
+            g.add(key, idx)
+            continue
+        has_rng = RNG in b.preds[key]
+        outer, const = "", -1
+        if has_rng and ops:
+            if rng.random() < 0.5:
+                outer, const = "add", rng.randint(0, MOD - 1)
+            else:
+                outer, const = "mul", rng.randint(1, MOD - 1)
+        if not ops:
+            inner, const = "const", rng.randint(0, MOD - 1)
+        elif len(ops) == 1:
+            inner = "copy"
+        elif len(ops) == 2:
+            inner = "sum" if rng.random() < 0.5 else "diff"
+        else:
+            inner = "sum"
+        g.add(key, idx, rng=has_rng, inner=inner, outer=outer, const=const)
+    g.value = g.evaluate()
+    g.order = [g.index(k) for k in b.topo]
+    g.query = g.order[-1]
+    g.sentences = _sentence_order(b, g, order, cfg.perm_level, rng)
+    return g
+
+
+def _random_topological(b: Build, rng: random.Random) -> list:
+    keys = b.order
+    succ: dict = {k: [] for k in keys}
+    indeg = {}
+    for k in keys:
+        ops = [q for q in b.preds[k] if q != RNG]
+        indeg[k] = len(ops)
+        for q in ops:
+            succ[q].append(k)
+    ready = [k for k in keys if indeg[k] == 0]
+    out = []
+    while ready:
+        k = ready.pop(rng.randrange(len(ready)))
+        out.append(k)
+        for v in succ[k]:
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                ready.append(v)
+    return out
+
+
+def _sentence_order(b: Build, g: Graph, value_order: list, perm: int, rng: random.Random) -> list[int]:
+    if perm == 6:  # generator order: necessary in solution order, then unnecessary as added
+        keys = b.order
+    elif perm == 5:  # "we randomly permute"
+        keys = list(value_order)
+        rng.shuffle(keys)
+    else:  # mild: local shuffle of a random topological order, window ``perm``
+        buckets: dict[int, list] = {}
+        for x, k in enumerate(value_order):
+            buckets.setdefault(x + rng.randint(0, perm), []).append(k)
+        keys = []
+        for key in sorted(buckets):
+            rng.shuffle(buckets[key])
+            keys += buckets[key]
+    return [g.index(k) for k in keys if k[0] == INSTANCE]
+
+
+def statement(g: Graph) -> str:
+    """Problem statement without the question: " S1. S2. ... Sn."."""
+    return " " + ". ".join(_sentence(g, p) for p in g.sentences) + "."
+
+
+def _sentence(g: Graph, p: int) -> str:
+    refs = [g.ref(q) for q in g.preds[p]]
+    inner = g.inner[p]
+    if inner == "const":
+        return f"The number of {g.ref(p)} equals {g.const[p]}"
+    if inner == "copy":
+        body = refs[0]
+    elif inner == "diff":
+        body = f"the difference of {refs[0]} and {refs[1]}"
+    elif len(refs) == 2:
+        body = f"the sum of {refs[0]} and {refs[1]}"
+    else:
+        body = "the sum of " + ", ".join(refs[:-1]) + " and " + refs[-1]
+    if g.outer[p] == "add":
+        body = f"{g.const[p]} more than {body}"
+    elif g.outer[p] == "mul":
+        body = f"{g.const[p]} times as much as {body}"
+    return f"The number of {g.ref(p)} equals {body}"
+
+
+def generate(cfg: GenConfig, seed: int) -> Problem:
+    """One problem for (cfg, seed); GenerationError when the knobs cannot reach the wanted op."""
+    rng = random.Random(seed)
+    target = draw_op(cfg, rng)
+    bins = cfg.bins()
+    for _ in range(MAX_DRAWS):
+        got = _try_build(cfg, rng, target)
+        if got is None:
+            continue
+        b, s = got
+        build.design(b, rng, s)
+        build.unused(b, rng)
+        g = _graph(b, cfg, rng)
+        if cfg.reask:
+            if not _reask(g, rng):
+                continue
+        solution = render(g, rng)
+        h = template_hash(g, solution)
+        if h not in bins:
+            continue
+        if cfg.retry_rate > 0:
+            solution = render_with_retries(g, rng, cfg.retry_rate, cfg.retry_weak)
+        return Problem(graph=g, seed=seed, family=cfg.family.name, format=cfg.format, op=g.op(),
+                       template_hash=h, statement=statement(g), question=g.question(), solution=solution,
+                       reask=cfg.reask, base_op=target if cfg.reask else None)
+    raise GenerationError(
+        f"no problem with op={target} after {MAX_DRAWS} draws for family {cfg.family.name!r} "
+        f"(max_edge={cfg.family.max_edge}, depths={cfg.family.depths}, widths={cfg.family.widths}); "
+        f"this op is out of reach of these knobs")
+
+
+def _reask(g: Graph, rng: random.Random) -> bool:
+    """Spec A.11: ask a new parameter of G_d; the necessary set becomes its ancestors, in a random
+    topological order. False when the graph has no other parameter."""
+    others = [p for p in range(g.n) if p != g.query]
+    if not others:
+        return False
+    q = rng.choice(others)
+    need = g.ancestors(q) | {q}
+    indeg = {p: sum(1 for r in g.preds[p] if r in need) for p in need}
+    succ = g.successors()
+    ready = sorted(p for p in need if indeg[p] == 0)
+    order: list[int] = []
+    while ready:
+        p = ready.pop(rng.randrange(len(ready)))
+        order.append(p)
+        for v in succ[p]:
+            if v in need:
+                indeg[v] -= 1
+                if indeg[v] == 0:
+                    ready.append(v)
+    g.query, g.order = q, order
+    return True
