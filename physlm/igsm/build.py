@@ -149,7 +149,13 @@ def choose(b: Build, rng: random.Random, n: int, m: int) -> None:
     n = min(n, op_bound(b))
     n_fix = m - n
     lowest, highest = 1, b.d - 1
-    while n > 0:
+    for _ in range(10_000):  # each pass commits or narrows [lowest, highest]; the bound is a safety net
+        if n <= 0:
+            break
+        if not b.inter:  # every abstract parameter chosen: the rest of the budget goes to instances
+            got = _take_instances(b, n + n_fix, rng)
+            b.n_op_min = m - n - n_fix + got
+            return
         prev: list[Key] | None = None
         prev_count = 0
         for diff in range(1, b.d):

@@ -48,6 +48,22 @@ class Family:
                 f"((d-1)*w for d in {self.depths}, w in {self.widths})")
         object.__setattr__(self, "depths", tuple(sorted(set(self.depths))))
         object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
+        if self.max_op > self.op_limit():
+            raise ConfigError(f"family.max_op: {self.max_op} is more than any graph with max_edge="
+                              f"{self.max_edge} can reach (at most {self.op_limit()})")
+
+    def op_limit(self) -> int:
+        """An upper bound on the op of any problem of this family: E instance parameters with at most 3
+        ops each, abstract parameters with sum(c - 1) <= E at one level and sum(2c - 1) <= 2E at each deeper
+        level, plus one op per childless abstract parameter."""
+        best = 0
+        for d in self.depths:
+            if (d - 1) * self.widths[0] > self.max_edge:
+                continue
+            w = self.widths[-1]
+            e = min(self.max_edge, (d - 1) * w * w)
+            best = max(best, 3 * e + e + 2 * e * max(d - 2, 0) + w * (d - 1) ** 2)
+        return best
 
 
 MED = Family("med", max_op=15, max_edge=20)
@@ -100,6 +116,9 @@ class GenConfig:
             raise ConfigError(f"op_dist: must be 'light' or 'uniform', got {self.op_dist!r}")
         if not 0 <= self.perm_level <= 6:
             raise ConfigError(f"perm_level: must be in 0..6, got {self.perm_level}")
+        if self.op is not None and self.op > self.family.op_limit():
+            raise ConfigError(f"op: {self.op} is out of reach of family {self.family.name!r} (max_edge="
+                              f"{self.family.max_edge}: at most {self.family.op_limit()})")
         if self.reask and self.op is None:
             raise ConfigError("reask: needs a forced op (the op of the original problem), set op=K")
         if self.bias not in ("code", "paper"):

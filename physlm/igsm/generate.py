@@ -86,7 +86,8 @@ def _draw_s(rng: random.Random, hi: int, lo: int) -> int:
 def _softmax_draw(rng: random.Random, values: tuple[int, ...], s: int, max_edge: int) -> int:
     rel = (s - 1) / (max_edge - 1)
     weight = {2: -(rel - 0.2) ** 2, 3: -(rel - 0.5) ** 2, 4: -(rel - 0.8) ** 2}
-    return values[build._weighted(rng, [math.exp(weight[v]) for v in values])]
+    top = max(weight[v] for v in values)  # stable softmax: forced OOD ops push rel far above 1
+    return values[build._weighted(rng, [math.exp(weight[v] - top) for v in values])]
 
 
 def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, int, int, int, int, int, float]:
@@ -99,8 +100,9 @@ def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, in
         s = _draw_s(rng, fam.max_op, min(target, fam.max_op))
     n = max(rng.randint(1, s), rng.randint(1, s))
     m = rng.randint(n, s)
+    depths = tuple(d for d in fam.depths if (d - 1) * fam.widths[0] <= fam.max_edge)
     while True:
-        d = _softmax_draw(rng, fam.depths, s, fam.max_edge)
+        d = _softmax_draw(rng, depths, s, fam.max_edge)
         t0 = _softmax_draw(rng, fam.widths, s, fam.max_edge)
         t1 = _softmax_draw(rng, fam.widths, s, fam.max_edge)
         w0, w1 = min(t0, t1), max(t0, t1)

@@ -1,0 +1,163 @@
+"""The generator: determinism, invariants, the op law, and knob handling (igsm-spec.md A, E)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from physlm.igsm import build
+from physlm.igsm.check import check
+from physlm.igsm.config import HARD, MED, ConfigError, Family, GenConfig
+from physlm.igsm.generate import GenerationError, generate
+from physlm.igsm.graph import MOD
+
+
+def _fingerprint(cfg: GenConfig, seeds) -> list[str]:
+    return [json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash])
+            for p in (generate(cfg, s) for s in seeds)]
+
+
+def test_same_seed_same_problem_in_another_process():
+    here = _fingerprint(GenConfig(), range(5))
+    code = ("import json; from physlm.igsm.config import GenConfig; from physlm.igsm.generate import generate;"
+            "print(json.dumps([json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash])"
+            " for p in (generate(GenConfig(), s) for s in range(5))]))")
+    there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout)
+    assert here == there
+    assert len(set(here)) == 5
+
+
+@pytest.mark.parametrize("fam", [MED, HARD], ids=["med", "hard"])
+def test_invariants(fam):
+    for seed in range(120):
+        p = generate(GenConfig(family=fam, format="qp" if seed % 2 else "pq"), seed)
+        g = p.graph
+        assert p.solution.count(";") == p.op == g.op()
+        assert 1 <= p.op <= fam.max_op and 1 <= p.ip <= fam.max_edge
+        assert p.answer == g.value[g.query] and 0 <= p.answer < MOD
+        assert g.evaluate() == g.value
+        assert p.split() == "train" and p.template_hash < 17
+        assert p.problem.count("The number of each") == p.ip
+        assert check(g, p.solution, p.answer).correct
+        # every necessary parameter is an ancestor of the query; nothing else is
+        assert set(g.order) == g.ancestors(g.query) | {g.query}
+        for x in g.order:  # solution order is topological
+            assert all(g.order.index(q) < g.order.index(x) for q in g.preds[x])
+
+
+def test_pq_and_qp_differ_only_in_question_position():
+    a = generate(GenConfig(format="pq"), 7)
+    b = generate(GenConfig(format="qp"), 7)
+    assert a.solution == b.solution and a.answer == b.answer
+    assert a.problem == a.statement + a.question and b.problem == b.question + b.statement
+    assert a.statement == b.statement and a.problem.endswith("have?") and b.problem.startswith(" How many")
+
+
+def test_op_follows_min_of_two_law():
+    n, top = 3000, 6
+    fam = Family("small", max_op=top, max_edge=12)
+    counts = Counter(generate(GenConfig(family=fam), s).op for s in range(n))
+    # P(op = k) = (2 (max - k) + 1) / max^2; chi-square with top-1 dof, 0.1% critical value ~ 20.5
+    chi2 = sum((counts[k] - n * (2 * (top - k) + 1) / top**2) ** 2 / (n * (2 * (top - k) + 1) / top**2)
+               for k in range(1, top + 1))
+    assert chi2 < 20.5, (chi2, counts)
+
+
+def test_forced_op_and_test_split():
+    for seed in range(20):
+        p = generate(GenConfig(op=20, split="test"), seed)
+        assert p.op == 20 and p.template_hash >= 17 and p.split() == "test"
+        assert check(p.graph, p.solution).correct
+
+
+def test_reask_asks_another_parameter():
+    for seed in range(20):
+        p = generate(GenConfig(op=15, reask=True, split="all"), seed)
+        g = p.graph
+        assert p.reask and p.base_op == 15
+        assert set(g.order) == g.ancestors(g.query) | {g.query}
+        assert p.question == g.question() and check(g, p.solution, p.answer).correct
+
+
+def test_retry_variant_inserts_back_steps_the_checker_skips():
+    cfg = GenConfig(retry_rate=0.3)
+    backs = 0
+    for seed in range(30):
+        p = generate(cfg, seed)
+        backs += p.solution.count(" as BACK")
+        v = check(p.graph, p.solution)
+        assert v.correct and v.n_retries == p.solution.count(" as BACK")
+    assert backs > 0
+
+
+def test_childless_switch_forbids_value_zero_abstracts():
+    for seed in range(40):
+        g = generate(GenConfig(childless=False), seed).graph
+        assert all(g.preds[x] for x in range(g.n) if g.params[x][0] == 1)
+
+
+def test_small_max_edge_families_work():
+    # the authors' generator crashes for max_edge < 12 (randint with an empty range)
+    fam = Family("tiny", max_op=4, max_edge=6)
+    for seed in range(50):
+        p = generate(GenConfig(family=fam), seed)
+        assert p.ip <= 6 and p.op <= 4 and check(p.graph, p.solution).correct
+
+
+def test_inconsistent_knobs_are_rejected_with_the_field_named():
+    with pytest.raises(ConfigError, match="max_edge"):
+        Family("x", max_op=3, max_edge=1)
+    with pytest.raises(ConfigError, match="max_edge"):
+        Family("x", max_op=3, max_edge=2, depths=(4,), widths=(4,))
+    with pytest.raises(ConfigError, match="reask"):
+        GenConfig(reask=True)
+    with pytest.raises(ConfigError, match="format"):
+        GenConfig(format="pp")
+
+
+def test_unreachable_op_is_a_clear_error(monkeypatch):
+    tiny = Family("t", max_op=3, max_edge=3)
+    with pytest.raises(ConfigError, match="op: 40 is out of reach"):
+        GenConfig(family=tiny, op=40)
+    with pytest.raises(ConfigError, match="max_op"):
+        Family("t", max_op=30, max_edge=3)
+    # below the bound but still unreachable: the draw budget ends with a message naming the op
+    monkeypatch.setattr("physlm.igsm.generate.MAX_DRAWS", 20)
+    monkeypatch.setattr("physlm.igsm.generate.STRUCTURE_TRIES", 5)
+    with pytest.raises(GenerationError, match="op=15"):
+        generate(GenConfig(family=tiny, op=15), 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**40), max_op=st.integers(1, 10), max_edge=st.integers(4, 24),
+       depths=st.sets(st.sampled_from([2, 3, 4]), min_size=1), fmt=st.sampled_from(["pq", "qp"]),
+       perm=st.integers(0, 6), bias=st.sampled_from(["code", "paper"]))
+def test_any_consistent_knobs(seed, max_op, max_edge, depths, fmt, perm, bias):
+    try:
+        fam = Family("h", max_op=max_op, max_edge=max_edge, depths=tuple(depths))
+    except ConfigError:
+        return
+    p = generate(GenConfig(family=fam, format=fmt, perm_level=perm, bias=bias, split="all"), seed)
+    assert p.solution.count(";") == p.op <= max_op and p.ip <= max_edge
+    assert check(p.graph, p.solution, p.answer).correct
+
+
+def test_structure_respects_edge_count_and_widths():
+    import random
+    rng = random.Random(3)
+    for _ in range(200):
+        d, w0 = rng.choice([2, 3, 4]), rng.choice([2, 3])
+        w1 = rng.choice([w for w in (2, 3, 4) if w >= w0])
+        e = rng.randint(0, 40)
+        b = build.structure(rng, d, w0, w1, e, rng.random())
+        assert b.edges == min(max(e, (d - 1) * w0), (d - 1) * w1 * w1)
+        assert all(w0 <= s <= w1 for s in b.sizes)
+        assert all(any(k in c for c in b.children[i]) for i in range(d - 1) for k in range(b.sizes[i + 1]))
+    assert math.isfinite(build.op_bound(b))
