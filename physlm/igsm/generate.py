@@ -23,6 +23,7 @@ from physlm.igsm.build import RNG, Build, SortFailed
 from physlm.igsm.config import GenConfig
 from physlm.igsm.graph import INSTANCE, MOD, Graph
 from physlm.igsm.solution import render, render_with_retries, template_hash
+from physlm.igsm.text import render_sentence
 
 STRUCTURE_TRIES = 1000  # structure graphs per hyper-parameter draw (the code's ``try_num``)
 MAX_DRAWS = 200_000  # hyper-parameter draws before we declare the target op unreachable
@@ -209,27 +210,7 @@ def _sentence_order(b: Build, g: Graph, value_order: list, perm: int, rng: rando
 
 def statement(g: Graph) -> str:
     """Problem statement without the question: " S1. S2. ... Sn."."""
-    return " " + ". ".join(_sentence(g, p) for p in g.sentences) + "."
-
-
-def _sentence(g: Graph, p: int) -> str:
-    refs = [g.ref(q) for q in g.preds[p]]
-    inner = g.inner[p]
-    if inner == "const":
-        return f"The number of {g.ref(p)} equals {g.const[p]}"
-    if inner == "copy":
-        body = refs[0]
-    elif inner == "diff":
-        body = f"the difference of {refs[0]} and {refs[1]}"
-    elif len(refs) == 2:
-        body = f"the sum of {refs[0]} and {refs[1]}"
-    else:
-        body = "the sum of " + ", ".join(refs[:-1]) + " and " + refs[-1]
-    if g.outer[p] == "add":
-        body = f"{g.const[p]} more than {body}"
-    elif g.outer[p] == "mul":
-        body = f"{g.const[p]} times as much as {body}"
-    return f"The number of {g.ref(p)} equals {body}"
+    return " " + ". ".join(render_sentence(g, p) for p in g.sentences) + "."
 
 
 def generate(cfg: GenConfig, seed: int) -> Problem:

@@ -1,0 +1,5 @@
+"""``python -m physlm`` runs the CLI."""
+
+from physlm.cli import app
+
+app()
