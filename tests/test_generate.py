@@ -70,6 +70,16 @@ def test_op_follows_min_of_two_law():
     assert chi2 < 20.5, (chi2, counts)
 
 
+def test_op_min_and_uniform_law():
+    fam = Family("small", max_op=6, max_edge=12)
+    ops = [generate(GenConfig(family=fam, op_min=4), s).op for s in range(200)]
+    assert min(ops) == 4 and max(ops) == 6 and ops.count(4) > ops.count(6)  # still min-of-two shaped
+    ops = Counter(generate(GenConfig(family=fam, op_dist="uniform"), s).op for s in range(600))
+    assert set(ops) == set(range(1, 7)) and max(ops.values()) < 2 * min(ops.values())
+    with pytest.raises(ConfigError, match="op_min"):
+        GenConfig(family=fam, op_min=7)
+
+
 def test_forced_op_and_test_split():
     for seed in range(20):
         p = generate(GenConfig(op=20, split="test"), seed)

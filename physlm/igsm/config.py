@@ -86,6 +86,8 @@ class GenConfig:
     """Force every problem to this op (OOD test sets); None draws op from ``op_dist``."""
     op_dist: str = "light"
     """"light": op = min of two U{1..max_op} (the paper's training law); "uniform": U{1..max_op}."""
+    op_min: int = 1
+    """Restrict the op law to op >= op_min (building block of curricula: raise op_min/max_op over time)."""
     perm_level: int = 5
     """Sentence order: 0..4 local shuffle of a random topological order, 5 full shuffle (paper), 6 none."""
     reask: bool = False
@@ -114,6 +116,8 @@ class GenConfig:
             raise ConfigError(f"op: must be in 1..{len(LETTERS)} (one letter per step), got {self.op}")
         if self.op_dist not in ("light", "uniform"):
             raise ConfigError(f"op_dist: must be 'light' or 'uniform', got {self.op_dist!r}")
+        if not 1 <= self.op_min <= self.family.max_op:
+            raise ConfigError(f"op_min: must be in 1..family.max_op={self.family.max_op}, got {self.op_min}")
         if not 0 <= self.perm_level <= 6:
             raise ConfigError(f"perm_level: must be in 0..6, got {self.perm_level}")
         if self.op is not None and self.op > self.family.op_limit():

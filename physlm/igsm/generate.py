@@ -74,7 +74,9 @@ def draw_op(cfg: GenConfig, rng: random.Random) -> int:
     if cfg.op is not None:
         return cfg.op
     if cfg.op_dist == "uniform":
-        return rng.randint(1, cfg.family.max_op)
+        return rng.randint(cfg.op_min, cfg.family.max_op)
+    if cfg.op_min > 1:  # min of two U{1..max_op}, conditioned on op >= op_min
+        return _draw_s(rng, cfg.family.max_op, cfg.op_min)
     return _min_of_two(rng, cfg.family.max_op)
 
 
