@@ -3,6 +3,12 @@
     physlm sample --family med --count N --seed S [--op K] [--format pq|qp] [--split train|test] [--reask]
     physlm check [--input FILE|-]
 
+and the orchestrated ones (README §6), each running its Prefect flow:
+
+    physlm run [--preset tiny] [--set key=value ...] [--dry-run] [--force]      (the reproduce flow)
+    physlm generate|train|evaluate|probe|analyze|sweep --preset P [--set k=v ...] [--dry-run] [--force]
+    physlm sql "SELECT ..." [--format table|csv|json]                           (DuckDB over PHYSLM_ROOT)
+
 Bad input is a one-line message on stderr and exit status 2, never a traceback.
 """
 
@@ -77,6 +83,94 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
         for n, line in enumerate(fh, 1):
             if line.strip():
                 sys.stdout.write(json.dumps(judge_line(line, n)) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Orchestrated commands: each runs its Prefect flow (so runs show in the Prefect UI), on Prefect's embedded
+# ephemeral API unless PREFECT_API_URL points at a server. The CLI is the one place in physlm/ that reaches
+# up to the orchestration layer (flows/), and only lazily, inside the commands: it is an entry point, not
+# library code. Preset and overrides are validated before Prefect is even imported.
+
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # a cold ephemeral server on 2 cores is slow
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline machines: no telemetry attempts
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+STAGES = {"generate": "generate", "train": "train", "evaluate": "evaluate", "probe": "probe",
+          "analyze": "analyze", "sweep": "sweep", "run": "reproduce"}
+
+
+def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: bool) -> None:
+    import importlib
+    import os
+
+    from physlm.presets import PresetError, resolve
+
+    try:
+        resolve(preset, sets)
+    except PresetError as e:
+        fail(str(e))
+    for k, v in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+    flow = getattr(importlib.import_module(f"flows.{module}"), module)
+    try:
+        flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force)
+    except Exception as e:  # the flow's log already has the traceback; the CLI contract is one line
+        fail(f"flow {module} failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}", code=1)
+
+
+def _stage_command(name: str, module: str, default_preset: Optional[str]):
+    def command(
+        preset: str = typer.Option(default_preset or ..., help="Preset name (physlm/presets.py)."),
+        sets: list[str] = typer.Option([], "--set", help="Override, key=value (repeatable), e.g. data.train_shards=3."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="List each step, its hash, cached or will-run; do nothing."),
+        force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
+    ) -> None:
+        _run_flow(module, preset, sets, dry_run, force)
+
+    command.__doc__ = ("Run the whole study for a preset (the reproduce flow)." if name == "run"
+                       else f"Run the {module} flow for a preset (and what it needs upstream).")
+    return command
+
+
+for _name, _module in STAGES.items():
+    app.command(name=_name)(_stage_command(_name, _module, "tiny" if _name == "run" else None))
+
+
+@app.command()
+def sql(
+    statement: str = typer.Argument(..., help="One read-only SQL statement, e.g. \"select * from problems limit 5\"."),
+    format: str = typer.Option("table", "--format", help="table, csv or json (one JSON object per line)."),
+) -> None:
+    """Query every output under PHYSLM_ROOT with DuckDB (views: problems)."""
+    from physlm.storage import StorageError
+    from physlm.warehouse import QueryError, query
+
+    if format not in ("table", "csv", "json"):
+        fail(f"--format: must be table, csv or json, got {format!r}")
+    try:
+        result = query(statement)
+    except (QueryError, StorageError) as e:
+        fail(str(e))
+    if format == "json":
+        for row in result.to_pylist():
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+    elif format == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = __import__("io").BytesIO()
+        pacsv.write_csv(result, sink)
+        sys.stdout.write(sink.getvalue().decode())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*result.column_names)
+        for row in result.to_pylist():
+            t.add_row(*(str(v) for v in row.values()))
+        Console().print(t)
+        typer.echo(f"({result.num_rows} rows)", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

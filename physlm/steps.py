@@ -410,3 +410,72 @@ def run_step(step: Step, fn, force: bool = False, root: str | None = None) -> st
     storage.remove(final, recursive=True)  # objects of a replaced or failed run must not mix with ours
     _produce(step, fn, final, root)
     return final
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Steps written in parts: many writers (tasks, processes, machines), one finalize
+#
+# A step whose output is many independent files (e.g. shards) can be written by many tasks at once: each
+# part is written whole (atomically, through `storage`) into the step's staging folder
+# `{root}/{name}/.parts-{hash}/`, a dot-name that listings and globs never show and that has no _SUCCESS.
+# `finalize_parts` then runs the step through `run_step` with a function that copies the parts into the
+# output folder (hard links on local disk, server-side copies on S3), so completion, step.json (with every
+# file's sha256) and _SUCCESS come exactly as for any other step, and the staging folder goes last.
+# A killed run leaves only whole parts in staging; the rerun keeps them (a part is a pure function of the
+# step, as the step is of its config and version) and writes only the missing ones.
+
+
+def parts_path(step: Step, root: str | None = None) -> str:
+    """The staging folder of a step written in parts: `{root}/{name}/.parts-{hash}`."""
+    root = storage.root() if root is None else root
+    return storage.join(root, step.name, f".parts-{step_hash(step.name, step.config, step.inputs, step.version, root)}")
+
+
+def write_part(step: Step, part: str, fn, force: bool = False, root: str | None = None) -> str:
+    """Write one part of `step` by calling `fn(url)` (which must write the file at `url` in one atomic
+    write, e.g. `storage.write_parquet`), unless that part is staged already or the step is done; return
+    the part's URL (in staging, or in the finished step folder). `force` rewrites the part."""
+    if "/" in part or part.startswith(".") or part in (INFO, SUCCESS):
+        raise ValueError(f"step {step.name}: bad part name {part!r}")
+    final = step.path(root)
+    if not force and _done(final):
+        return storage.join(final, part)
+    url = storage.join(parts_path(step, root), part)
+    if force or not storage.exists(url):
+        fn(url)
+    return url
+
+
+def _copy_part(src: str, dst: str) -> None:
+    if storage.is_s3(src):
+        fs, _ = storage.filesystem(src)
+        fs.copy(src[len("s3://"):], dst[len("s3://"):])
+        return
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        os.link(src, dst)  # the staged file stays until the step is done: a failed finalize loses nothing
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def finalize_parts(step: Step, parts: list[str], info=None, force: bool = False, root: str | None = None) -> str:
+    """Finish `step` from its staged `parts` (all must be there) and return the step path. `info(out)` may
+    return extra step.json entries (e.g. row counts) computed from the files in the output folder `out`.
+    A finished step is returned as it is unless `force`."""
+    root = storage.root() if root is None else root
+    staging = parts_path(step, root)
+    if not force and step.done(root):
+        return step.path(root)
+    missing = [p for p in parts if not storage.exists(storage.join(staging, p))]
+    if missing:
+        raise StepNotDone(f"step {step.name}-{step.hash}: {len(missing)} of {len(parts)} parts are not written "
+                          f"yet (first: {missing[0]}); write every part before finalizing")
+
+    def assemble(out: str) -> dict | None:
+        for p in parts:
+            _copy_part(storage.join(staging, p), storage.join(out, p))
+        return info(out) if info else None
+
+    path = run_step(step, assemble, force=force, root=root)
+    storage.remove(staging, recursive=True)
+    return path

@@ -73,3 +73,15 @@ def s3_root(moto_s3, monkeypatch):
     root = f"s3://{bucket}/prefix"
     monkeypatch.setenv("PHYSLM_ROOT", root)
     return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API (own database) for the session; yields its API URL, for subprocesses too."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):  # cold start on 2 cores: platform-notes §8.1
+        yield PREFECT_API_URL.value()

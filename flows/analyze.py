@@ -1,0 +1,22 @@
+"""The analyze flow: canned SQL per paper figure, the report. A skeleton until issue 7: it runs what it needs upstream (the generate
+flow, cached after the first run) and says that the stage itself is not implemented yet."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.common import not_implemented
+from flows.generate import generate
+
+
+@flow(name="analyze", log_prints=True)
+def analyze(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False,  # noqa: B006
+            force: bool = False) -> dict[str, str]:
+    """Stage analyze for `preset`; `force` reruns this stage only (upstream steps stay cached)."""
+    data = generate(preset=preset, overrides=overrides, dry_run=dry_run)
+    not_implemented("analyze", 7)
+    return data
+
+
+if __name__ == "__main__":
+    analyze(preset="tiny")

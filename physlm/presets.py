@@ -1,0 +1,277 @@
+"""Named study configurations (presets) and their `key=value` overrides.
+
+A `Preset` is a frozen dataclass tree: today its `data` section (what the generate stage makes: the
+training shards and every test set of igsm-spec.md C.3) and, for the depth x width sweep, the `grid` of
+model shapes. Later stages add their own sections as further keyword-only fields with defaults (e.g.
+`model: ModelConfig`, `train: TrainConfig`, `evaluate`, `probe`), so presets written today keep working.
+
+Overrides are OLMo-core style dotlists, `data.train_shards=3`, `data.family.max_op=5`, `grid=GPT2-2-2,GPT2-4-4`:
+each key is looked up in the dataclass tree, each value parsed by the field's annotated type (int, float,
+bool, str, `X | None` with `none`, tuples as comma lists or JSON lists; a `Family` field also takes a
+family name: `data.family=hard`), and the changed tree is rebuilt so every `__post_init__` check runs.
+`resolve` therefore fails *before any work* with a one-line `PresetError` naming the key.
+
+Presets (paper numbers from igsm-spec.md C.3, D; sizes of the training data are modest on purpose: the
+paper generates training data online, ~120 M problems per model, which the `train` stage will stream):
+
+- `tiny`: a CPU demo family (max_op 4, ip <= 6) with OOD ops 5 and 6, 2 x 2000 training problems, 200 per test set;
+- `med-pq`, `med-qp`, `hard-pq`, `hard-qp`: the paper's families and formats, 4096 problems per test cell;
+- `grid-tiny`, `grid-size1`, `grid-size2`: the depth x width grids (model shapes `GPT2-l-h`; the sweep issue
+  fills in how they train).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+
+from physlm.igsm.config import HARD, MED, OOD_OPS, ConfigError, Family, GenConfig
+from physlm.igsm.config import family as named_family
+from physlm.igsm.graph import LETTERS
+
+
+class PresetError(ConfigError):
+    """An unknown preset, or an override with an unknown key, a wrong type or an out-of-range value."""
+
+
+TINY = Family("tiny", max_op=4, max_edge=6)
+"""A family a CPU model can learn in minutes: op <= 4, at most 6 instance parameters."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """The datasets of a study: training shards plus the test sets of spec C.3, all from one family."""
+
+    family: Family = MED
+    """Difficulty family (med, hard, or a custom one)."""
+    format: str = "pq"
+    """"pq" (question last) or "qp" (question first)."""
+    seed: int = 0
+    """Base seed; shard i of dataset D is seeded from (seed, D, i)."""
+    train_shards: int = 4
+    """Number of training shards."""
+    problems_per_shard: int = 2000
+    """Problems per training shard; test sets are cut into shards of at most this size too."""
+    test_problems: int = 4096
+    """Problems per test set (the paper: 4096 per accuracy cell)."""
+    ood_ops: tuple[int, ...] | None = None
+    """Out-of-distribution ops, one test set each; None: the paper's (OOD_OPS) for med/hard, none otherwise."""
+    perm_level: int = 5
+    """Sentence order of the problem text: 5 = full shuffle (the paper)."""
+    bias: str = "code"
+    """Backward-sort bias variant (spec E.2): "code" or "paper"."""
+    childless: bool = True
+    """Allow childless items (spec E.5)."""
+    train_bins: int = 17
+    """Template-hash bins (mod 23) below this are train, the rest test."""
+    processes: int | None = field(default=None, metadata={"hash": False})
+    """How shards are computed, not what they are: 0 in the calling thread, N in a pool of N spawned
+    processes, None one process per CPU core when there is more than one shard to make."""
+
+    def __post_init__(self):
+        for name in ("train_shards", "problems_per_shard", "test_problems"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.processes is not None and self.processes < 0:
+            raise ConfigError(f"data.processes: must be >= 0 or none, got {self.processes}")
+        if self.ood_ops is not None:
+            object.__setattr__(self, "ood_ops", tuple(self.ood_ops))
+        for op in self.ood_ops_resolved():
+            if op <= self.family.max_op:
+                raise ConfigError(f"data.ood_ops: {op} is not out of distribution (family "
+                                  f"{self.family.name!r} trains on op <= {self.family.max_op})")
+            reach = min(self.family.op_limit(), len(LETTERS))
+            if op > reach:
+                raise ConfigError(f"data.ood_ops: {op} is out of reach of family {self.family.name!r} "
+                                  f"(max_edge={self.family.max_edge}: op <= {reach})")
+        try:
+            self.datasets()  # every GenConfig validates itself (format, bias, op reach, ...)
+        except ConfigError as e:
+            raise ConfigError(f"data.{e}") from None
+
+    def ood_ops_resolved(self) -> tuple[int, ...]:
+        if self.ood_ops is not None:
+            return self.ood_ops
+        return OOD_OPS.get(self.family.name, ()) if self.family in (MED, HARD) else ()
+
+    def datasets(self) -> dict[str, tuple[GenConfig, int]]:
+        """`{dataset name: (GenConfig, number of problems)}`: "train", then the test sets of spec C.3."""
+        base = GenConfig(family=self.family, format=self.format, train_bins=self.train_bins,
+                         perm_level=self.perm_level, bias=self.bias, childless=self.childless)
+        top, ood = self.family.max_op, self.ood_ops_resolved()
+        out = {
+            "train": (base, self.train_shards * self.problems_per_shard),
+            "test_id": (base.with_(split="test"), self.test_problems),
+            f"test_op{top}": (base.with_(split="test", op=top), self.test_problems),
+        }
+        for k in ood:
+            out[f"test_op{k}"] = (base.with_(split="test", op=k), self.test_problems)
+        # Re-ask keeps the statement of an op=K problem; K = the largest OOD op (max_op without OOD ops).
+        out["test_reask"] = (base.with_(split="test", op=max(ood, default=top), reask=True), self.test_problems)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """One study. New stages add sections here as keyword-only fields with defaults."""
+
+    name: str
+    """The preset's name (overrides do not change it; step hashes never include it)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """What the generate stage makes."""
+    grid: tuple[str, ...] = ()
+    """Model shapes "GPT2-l-h" (l layers, h heads, width 64h) of the depth x width sweep; empty: no sweep."""
+    # Sections of later issues go here, e.g. `model: ModelConfig = ...`, `train: TrainConfig = ...`,
+    # `evaluate: EvalConfig = ...`, `probe: ProbeConfig = ...`.
+
+    def __post_init__(self):
+        object.__setattr__(self, "grid", tuple(self.grid))
+        for shape in self.grid:
+            parts = shape.split("-")
+            if len(parts) != 3 or parts[0] != "GPT2" or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+                raise ConfigError(f"grid: model shape {shape!r} is not of the form GPT2-<layers>-<heads>")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The named presets
+
+SIZE1 = ("GPT2-4-21", "GPT2-8-15", "GPT2-12-12", "GPT2-16-10", "GPT2-20-9")
+SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
+_TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200)
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(name="tiny", data=_TINY_DATA),
+    **{f"{fam.name}-{fmt}": Preset(name=f"{fam.name}-{fmt}", data=DataConfig(family=fam, format=fmt))
+       for fam in (MED, HARD) for fmt in ("pq", "qp")},
+    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
+    "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED), grid=SIZE1),
+    "grid-size2": Preset(name="grid-size2", data=DataConfig(family=MED), grid=SIZE2),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _keys(cls, prefix: str = "") -> list[str]:
+    """Every dotted key of a dataclass tree (nested dataclass fields and their leaves)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        out.append(prefix + f.name)
+        if dataclasses.is_dataclass(tp):
+            out += _keys(tp, prefix + f.name + ".")
+    return out
+
+
+def _parse(tp, text: str, key: str):
+    """`text` as a value of annotated type `tp`; PresetError naming `key` if it is not one."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.strip().lower() in ("none", "null"):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse(inner, text, key)
+    if tp is Family:
+        try:
+            return named_family(text)
+        except ConfigError:
+            raise PresetError(f"{key}: expected a family name (med, hard) or set its fields "
+                              f"({key}.max_op=...), got {text!r}") from None
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+        raise PresetError(f"{key}: expected true or false, got {text!r}")
+    if tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            raise PresetError(f"{key}: expected {'an int' if tp is int else 'a float'}, got {text!r}") from None
+    if tp is str:
+        return text
+    if origin is tuple:
+        items = _split_list(text, key)
+        return tuple(_parse(args[0], str(x), f"{key}[{i}]") for i, x in enumerate(items))
+    raise PresetError(f"{key}: cannot be set from the command line (type {tp})")
+
+
+def _split_list(text: str, key: str) -> list:
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError:
+            raise PresetError(f"{key}: expected a list like [1,2] or 1,2, got {text!r}") from None
+        if not isinstance(items, list):
+            raise PresetError(f"{key}: expected a list, got {text!r}")
+        return items
+    return [] if not text else [x.strip() for x in text.split(",")]
+
+
+def _rebuild(obj, changes: dict, prefix: str = ""):
+    """A copy of dataclass `obj` with nested `changes` applied, rebuilt bottom-up so every level validates.
+    `changes[name]` is a parsed value, or a dict of changes to the nested dataclass `name` whose key "="
+    (if present) replaces that dataclass before its own changes apply."""
+    kw = {}
+    for name, change in changes.items():
+        if isinstance(change, dict):
+            base = change.get("=", getattr(obj, name))
+            kw[name] = _rebuild(base, {k: v for k, v in change.items() if k != "="}, f"{prefix}{name}.")
+        else:
+            kw[name] = change
+    try:
+        return dataclasses.replace(obj, **kw) if kw else obj
+    except ConfigError as e:  # Family says "family.max_op: ..."; the user's key is "data.family.max_op"
+        msg, last = str(e), prefix.rstrip(".").rpartition(".")[2]
+        if last and msg.startswith(last + ".") and not msg.startswith(prefix):
+            raise ConfigError(prefix[: -len(last) - 1] + msg) from None
+        raise
+
+
+def apply(preset: Preset, overrides: list[str] | tuple[str, ...]) -> Preset:
+    """`preset` with `key=value` overrides applied; PresetError on the first bad key or value.
+
+    Every value is parsed first (so a type error names its key), then the tree is rebuilt once: overrides
+    that only make sense together (`data.family.max_op=5 data.ood_ops=6`) do not fail halfway. A later
+    override of the same key wins; `data.family=hard` replaces the family, `data.family.max_op=...` after
+    it edits that one."""
+    known = [k for k in _keys(Preset) if k != "name"]
+    changes: dict = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PresetError(f"override {item!r}: expected key=value, e.g. data.train_shards=3")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(known)}"
+            raise PresetError(f"unknown key {key!r}{hint}")
+        *parents, leaf = key.split(".")
+        cls, node = Preset, changes
+        for name in parents:
+            cls = typing.get_type_hints(cls)[name]
+            node = node.setdefault(name, {})
+        tp = typing.get_type_hints(cls)[leaf]
+        value = _parse(tp, text, key)
+        node[leaf] = {"=": value} if dataclasses.is_dataclass(tp) else value
+    try:
+        return _rebuild(preset, changes)
+    except ConfigError as e:
+        given = " ".join(overrides)
+        raise PresetError(f"{e} (with overrides: {given})" if given else str(e)) from None
+
+
+def resolve(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Preset:
+    """The named preset with `overrides` applied, fully validated; PresetError (one line) otherwise."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise PresetError(f"unknown preset {name!r}{hint}; known: {', '.join(PRESETS)}")
+    return apply(PRESETS[name], list(overrides or ()))

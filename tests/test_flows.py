@@ -1,0 +1,105 @@
+"""The Prefect layer on a temporary API: generate twice (second all cached), dry run, stage skeletons,
+the generate flow on S3 (moto) queried with `physlm sql`, and the CLI running a flow."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flows.generate import generate
+from flows.reproduce import reproduce
+from physlm import storage
+from physlm.datasets import generate_steps, plan
+from physlm.presets import resolve
+
+SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0"]
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+    return storage.root()
+
+
+def task_runs(state) -> dict[str, str]:
+    """`{task run name: state name}` of the flow run that ended in `state`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read():
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            return {r.name: r.state.name for r in runs}
+
+    return asyncio.run(read())
+
+
+def mtimes(folder):
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(folder) for f in fs}
+
+
+def test_generate_flow_twice_second_all_cached(prefect_harness, root):
+    first = generate(preset="tiny", overrides=SMALL, return_state=True)
+    paths = first.result()
+    runs = task_runs(first)
+    assert runs["generate-train-00001"] == "Completed" and runs["generate-train"] == "Completed"
+    assert len(runs) == 2 + 5 + 6  # shards of train + one shard per test set + one step task per dataset
+    before = mtimes(root)
+
+    second = generate(preset="tiny", overrides=SMALL, return_state=True)
+    assert second.result() == paths
+    assert set(task_runs(second)) == {f"generate-{d}" for d in paths}  # no shard tasks, one step task each
+    third = generate(preset="tiny", overrides=SMALL, return_state=True)
+    assert set(task_runs(third).values()) == {"Cached"}  # the Prefect UI tells the truth, too
+    assert mtimes(root) == before
+
+
+def test_dry_run_lists_steps_and_writes_nothing(prefect_harness, root):
+    state = generate(preset="tiny", overrides=SMALL, dry_run=True, return_state=True)
+    assert state.result() == {} and task_runs(state) == {} and not os.path.exists(root)
+    rows = plan(generate_steps(resolve("tiny", SMALL)))
+    assert [r["status"] for r in rows] == ["will-run"] * 6
+
+
+def test_force_regenerates(prefect_harness, root):
+    paths = generate(preset="tiny", overrides=SMALL)
+    info = os.stat(os.path.join(paths["test_id"], "step.json")).st_mtime_ns
+    state = generate(preset="tiny", overrides=SMALL, force=True, return_state=True)
+    assert state.result() == paths and "generate-test_id-00000" in task_runs(state)
+    assert os.stat(os.path.join(paths["test_id"], "step.json")).st_mtime_ns != info
+
+
+def test_reproduce_runs_stage_skeletons(prefect_harness, root):
+    paths = reproduce(preset="tiny", overrides=SMALL)
+    assert all(storage.exists(os.path.join(p, "_SUCCESS")) for p in paths.values())
+
+
+def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):
+    paths = generate(preset="tiny", overrides=SMALL)
+    assert all(p.startswith(s3_root) for p in paths.values())
+    out = subprocess.run([sys.executable, "-m", "physlm", "sql",
+                          "select family, split, count(*) as n from problems group by all order by all",
+                          "--format", "csv"], capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",40']
+
+
+def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
+    env = {**os.environ, "PREFECT_API_URL": prefect_harness}
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "physlm", *a], capture_output=True, text=True,  # noqa: E731
+                                    timeout=300, env=env)
+    sets = [x for kv in SMALL for x in ("--set", kv)]
+    out = cli("generate", "--preset", "tiny", *sets)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(storage.listdir(os.path.join(root, "generate"))) == 6
+    out = cli("run", *sets, "--dry-run")
+    assert out.returncode == 0 and "stage train: not implemented yet (issue 4)" in out.stdout + out.stderr
+    for args, message in [(["generate", "--preset", "nope"], "unknown preset 'nope'"),
+                          (["run", "--set", "data.trian_shards=2"], "did you mean data.train_shards"),
+                          (["sweep", "--preset", "grid-tiny", "--set", "data.train_shards=x"], "expected an int")]:
+        bad = cli(*args)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

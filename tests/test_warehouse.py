@@ -1,0 +1,97 @@
+"""SQL over step outputs: the problems view on local disk and on S3 (moto); read-only; finished steps only."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from physlm import storage
+from physlm.datasets import generate_steps, run_generate
+from physlm.presets import resolve
+from physlm.warehouse import QueryError, query
+
+SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.ood_ops=5"]
+COUNTS = "select family, split, count(*) as n from problems group by all order by all"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+    return storage.root()
+
+
+def generate():
+    return [run_generate(s) for s in generate_steps(resolve("tiny", SMALL))]
+
+
+def test_empty_root_has_an_empty_problems_view(root):
+    assert query(COUNTS).num_rows == 0
+
+
+def test_problems_view_local(root):
+    paths = generate()
+    rows = query(COUNTS).to_pylist()
+    # train rows are all split=train; test sets (4 x 5) are split=test
+    assert rows == [{"family": "tiny", "split": "test", "n": 20}, {"family": "tiny", "split": "train", "n": 20}]
+    steps = query("select dataset, step, count(*) as n from problems group by all").to_pylist()
+    assert {r["step"] for r in steps} == {p.rsplit("/", 1)[1] for p in paths}
+    assert {r["dataset"]: r["n"] for r in steps}["test_op5"] == 5
+
+
+def test_unfinished_steps_are_invisible(root):
+    paths = generate()
+    torn = os.path.join(root, "generate", "00000000")
+    shutil.copytree(paths[0], torn)
+    os.remove(os.path.join(torn, "_SUCCESS"))
+    assert sum(r["n"] for r in query(COUNTS).to_pylist()) == 40
+
+
+def test_problems_view_on_s3_via_cli(s3_root):
+    generate()
+    out = subprocess.run([sys.executable, "-m", "physlm", "sql", COUNTS, "--format", "csv"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ['"family","split","n"', '"tiny","test",20', '"tiny","train",20']
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT * FROM problems) TO '{root}/generate/evil.parquet' (FORMAT parquet)",
+    "CREATE TABLE t AS SELECT * FROM problems",
+    "SELECT 1; COPY (SELECT 1) TO '{root}/x.csv'",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO '{root}/x.csv'",
+    "ATTACH '{root}/x.duckdb' AS x",
+    "INSTALL httpfs",
+    "SET enable_external_access = true",
+    "EXPORT DATABASE '{root}/dump'",
+])
+def test_queries_cannot_write(root, sql):
+    generate()
+    before = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+    with pytest.raises(QueryError, match="only read-only queries|exactly one statement"):
+        query(sql.format(root=root))
+    assert sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs) == before
+
+
+def test_read_only_statements_work_and_errors_are_one_line(root):
+    generate()
+    assert query("describe problems").num_rows > 30
+    assert query("with t as (select op from problems where not reask) select max(op) as m from t").to_pylist() == [{"m": 5}]
+    assert query("summarize select op from problems").num_rows == 1
+    with pytest.raises(QueryError) as e:
+        query("select nope from problems")
+    assert "nope" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_sql_formats_and_errors(root):
+    generate()
+    run = lambda *a: subprocess.run([sys.executable, "-m", "physlm", "sql", *a], capture_output=True,  # noqa: E731
+                                    text=True, timeout=120, env={**os.environ})
+    out = run("select dataset, count(*) as n from problems group by all order by 1", "--format", "json")
+    assert out.returncode == 0 and out.stdout.splitlines()[0] == '{"dataset": "test_id", "n": 5}'
+    out = run("select count(*) as n from problems")
+    assert out.returncode == 0 and "40" in out.stdout
+    bad = run("copy (select 1) to 'x.csv'")
+    assert bad.returncode == 2 and bad.stderr.startswith("physlm: error: only read-only") and "Traceback" not in bad.stderr
+    assert run("select 1", "--format", "xml").returncode == 2
