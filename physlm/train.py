@@ -1,0 +1,308 @@
+"""Train a GPT2-ℓ-h (+RoPE) on packed iGSM windows: plain PyTorch, one loop, resumable bit-for-bit.
+
+``train(model_cfg, train_cfg, data, out_dir)`` builds the model (physlm/model.py), draws batches from a
+data source (physlm/data.py), and writes checkpoints (physlm/checkpoint.py) every ``ckpt_every`` steps and
+at the end. With ``resume=True`` it first loads the newest checkpoint in ``out_dir`` — weights, AdamW
+state, data position, RNG states — so a run killed at any point and restarted reaches exactly the weights
+an uninterrupted run would have (bitwise on CPU; tests/test_train.py). That works because every input of
+step k is a pure function of what the checkpoint holds: the LR schedule is a function of k (no scheduler
+object to save), the batch a function of the data position, and dropout (if any) of the RNG state.
+
+Spec C.2 defaults: AdamW β=(0.9, 0.98), peak LR 2e-3, linear warm-up then cosine decay to 1% of peak,
+weight decay on matrices/embeddings only (not biases, LayerNorms). The loss is the mean cross-entropy over
+the target tokens of the whole global batch (``loss_on="solution"``: solution + answer part; ``"all"``: the
+whole sequence, the paper's setting), accumulated over micro-batches and ranks. On CUDA: bf16 autocast,
+``torch.compile``, fused AdamW, TF32, MFU in the logs; on CPU plain fp32. Under ``torchrun`` (WORLD_SIZE > 1)
+the model is wrapped in DDP; each rank takes its own rows of every global batch and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from physlm import checkpoint
+from physlm.model import ModelConfig, build
+
+log = logging.getLogger(__name__)
+
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+"""Dense bf16 peak FLOP/s by GPU name substring, for MFU."""
+
+
+class TrainConfigError(ValueError):
+    """A training configuration that cannot run; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 100_000
+    """Optimizer steps (spec C.2: 100k med, 200k hard)."""
+    batch_size: int = 512
+    """Global batch in sequences (windows of n_ctx tokens) per optimizer step (spec C.2: 512 med, 256 hard)."""
+    micro_batch_size: int = 0
+    """Sequences per forward/backward on one rank; 0 = batch_size / world (no accumulation). The gradient is
+    accumulated over batch_size / (micro_batch_size * world) micro-batches."""
+    lr: float = 2e-3
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.05
+    """Decoupled weight decay on 2-D weights (spec C.2: 0.05 med, 0.03 hard)."""
+    warmup: int = 1000
+    """Linear warm-up steps."""
+    min_lr_ratio: float = 0.01
+    """Cosine decay ends at this fraction of the peak LR (spec C.2: 0.01)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables); unspecified in the paper."""
+    loss_on: str = "all"
+    """"all": loss on every token (the paper); "solution": only on what the model answers at eval time."""
+    seed: int = 0
+    """Seeds init, data order / online problems and dropout."""
+    ckpt_every: int = 1000
+    """Checkpoint every this many steps (and always at the end)."""
+    log_every: int = 10
+    device: str = "auto"
+    """"auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", …"""
+    compile: str = "auto"
+    """torch.compile: "auto" (on CUDA only), "on", "off"."""
+    dtype: str = "auto"
+    """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
+    progress: bool = False
+    """Show a tqdm progress bar (rank 0)."""
+    num_threads: int = 0
+    """CPU: torch intra-op threads (0 = torch's default). On a busy 2-core machine 1 can beat 2 by far
+    (OpenMP threads spin-wait for a descheduled sibling); not hashed into results, only speed."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.betas, list):
+            object.__setattr__(self, "betas", tuple(self.betas))
+        for f in ("steps", "batch_size", "ckpt_every", "log_every"):
+            if getattr(self, f) < 1:
+                raise TrainConfigError(f"{f}: must be >= 1, got {getattr(self, f)}")
+        if self.micro_batch_size < 0 or (self.micro_batch_size and self.batch_size % self.micro_batch_size):
+            raise TrainConfigError(f"micro_batch_size: must divide batch_size={self.batch_size}, "
+                                   f"got {self.micro_batch_size}")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise TrainConfigError(f"lr / min_lr_ratio: need lr > 0 and ratio in [0, 1], got {self.lr} / "
+                                   f"{self.min_lr_ratio}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise TrainConfigError(f"betas: need two values in [0, 1), got {self.betas}")
+        if self.num_threads < 0:
+            raise TrainConfigError(f"num_threads: must be >= 0, got {self.num_threads}")
+        if self.warmup < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise TrainConfigError("warmup / weight_decay / grad_clip: must be >= 0")
+        if self.loss_on not in ("solution", "all"):
+            raise TrainConfigError(f"loss_on: must be 'solution' or 'all', got {self.loss_on!r}")
+        if self.compile not in ("auto", "on", "off"):
+            raise TrainConfigError(f"compile: must be 'auto', 'on' or 'off', got {self.compile!r}")
+        if self.dtype not in ("auto", "bf16", "fp32"):
+            raise TrainConfigError(f"dtype: must be 'auto', 'bf16' or 'fp32', got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """LR of optimizer step ``step`` (0-based): linear warm-up to ``lr``, cosine to ``lr * min_lr_ratio``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    decay = cfg.steps - cfg.warmup
+    frac = 1.0 if decay <= 0 else min(1.0, (step - cfg.warmup) / decay)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def masked_loss_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropies over target tokens: logits (B, T, V), ids/mask (B, T)."""
+    # Shift the targets, not the logits: position t predicts token t+1, the last position predicts nothing.
+    # (Slicing logits[:, :-1] would copy the (B, T, V) tensor forward and backward.)
+    targets = F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)  # (B, T)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+
+
+def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: int, world: int,
+               device: torch.device, amp_dtype=None) -> torch.Tensor:
+    """One optimizer step on this rank's rows of a global batch; returns this rank's share of the loss.
+
+    ``runner`` is what runs forward (the model, or its DDP/compiled wrapper); ``model`` owns the parameters.
+    The batch holds ``accum = B / micro`` micro-batches; gradients accumulate over them (DDP syncs on the last).
+    """
+    for group in opt.param_groups:
+        group["lr"] = lr
+    # Normaliser: target tokens of the *global* batch, so the loss is one mean over all of them.
+    n_targets = batch.mask[:, 1:].sum().to(device=device, dtype=torch.float32)
+    if world > 1:
+        torch.distributed.all_reduce(n_targets)
+    n_targets = n_targets.clamp(min=1)
+    ids_all = batch.ids.to(device, non_blocking=True)  # (B, T)
+    mask_all = batch.mask.to(device, non_blocking=True)  # (B, T)
+    accum = ids_all.shape[0] // micro
+    step_loss = torch.zeros((), device=device)
+    for k in range(accum):
+        ids, mask = ids_all[k * micro:(k + 1) * micro], mask_all[k * micro:(k + 1) * micro]  # (b, T)
+        sync = world == 1 or k == accum - 1  # DDP: all-reduce gradients on the last micro-batch only
+        with (contextlib.nullcontext() if sync else runner.no_sync()), \
+                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = runner(input_ids=ids).logits  # (b, T, V)
+            loss = masked_loss_sum(logits, ids, mask) / n_targets
+        # DDP averages gradients over ranks; x world turns that average back into the global sum.
+        (loss * world).backward()
+        step_loss += loss.detach()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    # Decay matrices and embeddings (dim >= 2); biases and LayerNorm gains stay free (nanoGPT's rule).
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world, local_rank); initialises the process group under torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: bool = True,
+          until_step: int | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> dict:
+    """Train (or resume) into ``out_dir``; returns a summary (step, tokens_seen, loss, history, checkpoint).
+
+    ``data``: a physlm.data source (``PackedShards`` / ``OnlineProblems``). ``until_step``: stop after that
+    many steps with a checkpoint (time-slicing; the schedule still spans ``cfg.steps``). ``on_checkpoint``
+    gets each checkpoint's meta dict (plus ``path``) on rank 0, e.g. to register it.
+    """
+    # ------------------------------------------------------------------ setup: devices, processes
+    rank, world, local_rank = _distributed()
+    dev_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if dev_name == "cuda" and world > 1 else dev_name)
+    cuda = device.type == "cuda"
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype = torch.bfloat16 if (cfg.dtype == "bf16" or (cfg.dtype == "auto" and cuda)) else None
+    micro = cfg.micro_batch_size or cfg.batch_size // world
+    if cfg.batch_size % (micro * world):
+        raise TrainConfigError(f"batch_size: {cfg.batch_size} is not a multiple of micro_batch_size * world "
+                               f"= {micro} * {world}")
+    accum = cfg.batch_size // (micro * world)
+    tokens_per_step = cfg.batch_size * model_cfg.n_ctx
+
+    # ------------------------------------------------------------------ model, optimizer, resume
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build(model_cfg).to(device)
+    opt = make_optimizer(model, cfg, fused=cuda)
+    step, position, tokens_seen, resumed_from, ckpt_url = 0, None, 0, None, None
+    last = checkpoint.latest(out_dir) if resume else None
+    if last is not None:
+        # Weights, optimizer moments, data position and RNG streams: everything step `last` depends on.
+        checkpoint.load_weights(out_dir, last, model)
+        state = checkpoint.load_state(out_dir, last)
+        opt.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        step, position, tokens_seen, resumed_from = last, state["position"], state["tokens_seen"], last
+        ckpt_url = checkpoint.meta_url(out_dir, last)
+        log.info("resumed from %s step %d", out_dir, last)
+    runner = model
+    if world > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+    if cfg.compile == "on" or (cfg.compile == "auto" and cuda):
+        runner = torch.compile(runner)
+    peak = _peak_flops(device)
+    flops_per_token = model_cfg.flops_per_token()
+
+    batches = data.batches(position, n_ctx=model_cfg.n_ctx, batch_size=micro * accum, loss_on=cfg.loss_on,
+                           seed=cfg.seed, rank=rank, world=world)
+    stop = cfg.steps if until_step is None else min(cfg.steps, until_step)
+    history, dropped = [], 0
+    loss_acc, n_acc, t_log = torch.zeros((), device=device), 0, time.perf_counter()
+    bar = None
+    if cfg.progress and rank == 0:
+        from tqdm import tqdm
+        bar = tqdm(total=stop, initial=step, desc="train", unit="step")
+
+    # ------------------------------------------------------------------ the loop
+    model.train()
+    while step < stop:
+        batch = next(batches)  # (micro * accum, T) rows of this rank, and the position after them
+        dropped += batch.dropped
+        lr = lr_at(step, cfg)
+        step_loss = train_step(runner, model, opt, batch, lr, cfg.grad_clip, micro, world, device, amp_dtype)
+        step += 1
+        position, tokens_seen = batch.position, tokens_seen + tokens_per_step
+        if world > 1:
+            torch.distributed.all_reduce(step_loss)  # sum of rank shares = global mean loss
+        loss_acc += step_loss
+        n_acc += 1
+        if bar is not None:
+            bar.update(1)
+
+        # -------------------------------------------------------------- logging
+        if step % cfg.log_every == 0 or step == stop:
+            dt = time.perf_counter() - t_log
+            tok_s = n_acc * tokens_per_step / dt
+            rec = {"step": step, "loss": float(loss_acc) / n_acc, "lr": lr, "tokens_per_s": tok_s,
+                   "tokens_seen": tokens_seen}
+            if peak:
+                rec["mfu"] = flops_per_token * tok_s / (peak * world)
+            history.append(rec)
+            if rank == 0:
+                log.info("step %d loss %.4f lr %.2e tok/s %.0f%s", step, rec["loss"], lr, tok_s,
+                         f" mfu {rec['mfu']:.1%}" if "mfu" in rec else "")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}")
+            loss_acc.zero_()
+            n_acc, t_log = 0, time.perf_counter()
+
+        # -------------------------------------------------------------- checkpoint
+        if step % cfg.ckpt_every == 0 or step == stop:
+            if rank == 0:
+                meta = {"model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "name": model_cfg.name,
+                        "tokens_seen": tokens_seen, "loss": history[-1]["loss"] if history else None,
+                        "position": position, "world": world}
+                ckpt_url = checkpoint.save(out_dir, step, model, opt, meta,
+                                           {"position": position, "tokens_seen": tokens_seen})
+                if on_checkpoint is not None:
+                    on_checkpoint({**meta, "step": step, "path": ckpt_url})
+            if world > 1:
+                torch.distributed.barrier()
+            t_log = time.perf_counter()  # do not charge checkpoint I/O to throughput
+
+    if bar is not None:
+        bar.close()
+    return {"step": step, "tokens_seen": tokens_seen, "loss": history[-1]["loss"] if history else None,
+            "history": history, "checkpoint": ckpt_url, "resumed_from": resumed_from, "dropped": dropped,
+            "params": model_cfg.params(), "non_embedding_params": model_cfg.non_embedding_params()}
