@@ -1,21 +1,33 @@
-"""The evaluate flow: greedy/beam decoding of every test set, full-solution checking. A skeleton until issue 5: it runs what it needs upstream (the generate
-flow, cached after the first run) and says that the stage itself is not implemented yet."""
+"""The evaluate flow: data and model upstream (cached), then decoding + full-solution checking of every
+test set; prints the accuracy table and publishes it as a Prefect markdown artifact."""
 
 from __future__ import annotations
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
-from flows.common import not_implemented
-from flows.generate import generate
+from flows.train import train
+from physlm import stages, storage
+from physlm.presets import resolve
+from tasks.evaluate import evaluate as evaluate_task
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False,  # noqa: B006
-             force: bool = False) -> dict[str, str]:
-    """Stage evaluate for `preset`; `force` reruns this stage only (upstream steps stay cached)."""
-    data = generate(preset=preset, overrides=overrides, dry_run=dry_run)
-    not_implemented("evaluate", 5)
-    return data
+             force: bool = False) -> str:
+    """Evaluate `preset`'s model on its test sets; `force` reruns this stage only."""
+    p = resolve(preset, overrides)
+    train(preset=preset, overrides=overrides, dry_run=dry_run)
+    step = stages.evaluate_step(p)
+    status = "cached" if step.done() and not force else "will-run"
+    print(f"evaluate plan: {step.id} ({', '.join(p.evaluate.decodings)}) {status}")
+    if dry_run:
+        return step.path()
+    path = evaluate_task(preset, overrides, force=force)
+    table = storage.read_bytes(storage.join(path, "accuracy.md")).decode()
+    print(table)
+    create_markdown_artifact(key="accuracy", markdown=f"# Accuracy ({p.name})\n\n{table}")
+    return path
 
 
 if __name__ == "__main__":

@@ -1,21 +1,29 @@
-"""The train flow: tokenize + train (GPU work pool). A skeleton until issue 4: it runs what it
-needs upstream (the generate flow, cached after the first run) and says that the stage itself is not implemented yet."""
+"""The train flow: the data it needs (generate flow, cached after the first run), then the model (GPU pool)."""
 
 from __future__ import annotations
 
 from prefect import flow
 
-from flows.common import not_implemented
 from flows.generate import generate
+from physlm import stages
+from physlm.presets import resolve
+from tasks.train import train as train_task
 
 
 @flow(name="train", log_prints=True)
 def train(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False,  # noqa: B006
-          force: bool = False) -> dict[str, str]:
-    """Stage train for `preset`; `force` reruns this stage only (upstream steps stay cached)."""
-    data = generate(preset=preset, overrides=overrides, dry_run=dry_run)
-    not_implemented("train", 4)
-    return data
+          force: bool = False) -> str:
+    """Train `preset`'s model; `force` retrains from scratch (upstream data stays cached)."""
+    p = resolve(preset, overrides)
+    step = stages.train_step(p)
+    status = "cached" if step.done() and not force else "will-run"
+    print(f"train plan: {step.id} ({p.model.shape}, {p.train.steps} steps) {status}")
+    generate(preset=preset, overrides=overrides, dry_run=dry_run)
+    if dry_run:
+        return step.path()
+    path = train_task(preset, overrides, force=force)
+    print(f"train: {path}")
+    return path
 
 
 if __name__ == "__main__":

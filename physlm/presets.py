@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from physlm.igsm.config import HARD, MED, OOD_OPS, ConfigError, Family, GenConfig
 from physlm.igsm.config import family as named_family
 from physlm.igsm.graph import LETTERS
+from physlm.model import ModelConfig
+from physlm.train import TrainConfig, TrainConfigError
 
 
 class PresetError(ConfigError):
@@ -68,6 +70,9 @@ class DataConfig:
     """Allow childless items (spec E.5)."""
     train_bins: int = 17
     """Template-hash bins (mod 23) below this are train, the rest test."""
+    online: bool = False
+    """Train on fresh problems generated on the fly from the train dataset's config (as the paper did)
+    instead of its shards (the shards are still written: they are the training distribution on record)."""
     processes: int | None = field(default=None, metadata={"hash": False})
     """How shards are computed, not what they are: 0 in the calling thread, N in a pool of N spawned
     processes, None one process per CPU core when there is more than one shard to make."""
@@ -116,6 +121,43 @@ class DataConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelSection:
+    shape: str = "GPT2-12-12"
+    """GPT2-l-h: l layers, h heads, width 64h (spec C.1)."""
+    n_ctx: int = 768
+    """Training context (spec C.2: 768 med, 1024 hard)."""
+    rope_theta: float = 10000.0
+    tokenizer: str = "whole"
+    """Word-level tokenizer: item names as whole tokens ("whole") or word by word ("words")."""
+
+    def __post_init__(self):
+        try:
+            ModelConfig.from_name(self.shape, n_ctx=self.n_ctx, rope_theta=self.rope_theta)  # validates
+        except ValueError as e:
+            raise ConfigError(f"model.shape/n_ctx/rope_theta: {e}") from None
+        if self.tokenizer not in ("whole", "words"):
+            raise ConfigError(f"model.tokenizer: must be 'whole' or 'words', got {self.tokenizer!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSection:
+    decodings: tuple[str, ...] = ("greedy", "beam4")
+    """Decodings to run: "greedy" and/or "beam4" (the paper reports both)."""
+    max_new_tokens: int = 1024
+    limit: int = 0
+    """Problems per test set to evaluate (0 = all)."""
+    batch_size: int = field(default=32, metadata={"hash": False})
+
+    def __post_init__(self):
+        object.__setattr__(self, "decodings", tuple(self.decodings))
+        bad = [d for d in self.decodings if d not in ("greedy", "beam4")]
+        if bad or not self.decodings:
+            raise ConfigError(f"evaluate.decodings: each must be 'greedy' or 'beam4', got {self.decodings}")
+        if self.max_new_tokens < 1 or self.limit < 0 or self.batch_size < 1:
+            raise ConfigError("evaluate.max_new_tokens/limit/batch_size: must be >= 1 / >= 0 / >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     """One study. New stages add sections here as keyword-only fields with defaults."""
 
@@ -125,8 +167,12 @@ class Preset:
     """What the generate stage makes."""
     grid: tuple[str, ...] = ()
     """Model shapes "GPT2-l-h" (l layers, h heads, width 64h) of the depth x width sweep; empty: no sweep."""
-    # Sections of later issues go here, e.g. `model: ModelConfig = ...`, `train: TrainConfig = ...`,
-    # `evaluate: EvalConfig = ...`, `probe: ProbeConfig = ...`.
+    model: ModelSection = field(default_factory=lambda: ModelSection())
+    """The model trained by the train stage (its vocab size comes from the tokenizer)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training hyper-parameters (physlm.train.TrainConfig; the paper's by default)."""
+    evaluate: EvalSection = field(default_factory=lambda: EvalSection())
+    """Decodings and limits of the evaluate stage."""
 
     def __post_init__(self):
         object.__setattr__(self, "grid", tuple(self.grid))
@@ -141,15 +187,30 @@ class Preset:
 
 SIZE1 = ("GPT2-4-21", "GPT2-8-15", "GPT2-12-12", "GPT2-16-10", "GPT2-20-9")
 SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
-_TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200)
+_TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200,
+                        online=True)
+_TINY_MODEL = ModelSection(shape="GPT2-2-2", n_ctx=256)
+_TINY_TRAIN = TrainConfig(steps=2000, batch_size=16, lr=3e-3, warmup=100, weight_decay=0.05, loss_on="solution",
+                          ckpt_every=250, log_every=50, num_threads=1)
+_TINY_EVAL = EvalSection(decodings=("greedy",), max_new_tokens=160, limit=200)
+# The paper's pretraining recipe (spec C.2): GPT2-12-12, AdamW (0.9, 0.98), lr 2e-3, 1000 warm-up steps,
+# cosine to 1%, loss on every token; med: wd 0.05, batch 512, ctx 768, 100k steps; hard: wd 0.03, 256, 1024, 200k.
+_PAPER = {"med": (ModelSection(shape="GPT2-12-12", n_ctx=768),
+                  TrainConfig(steps=100_000, batch_size=512, weight_decay=0.05, loss_on="all")),
+          "hard": (ModelSection(shape="GPT2-12-12", n_ctx=1024),
+                   TrainConfig(steps=200_000, batch_size=256, weight_decay=0.03, loss_on="all"))}
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(name="tiny", data=_TINY_DATA),
-    **{f"{fam.name}-{fmt}": Preset(name=f"{fam.name}-{fmt}", data=DataConfig(family=fam, format=fmt))
+    "tiny": Preset(name="tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL),
+    **{f"{fam.name}-{fmt}": Preset(name=f"{fam.name}-{fmt}", data=DataConfig(family=fam, format=fmt, online=True),
+                                   model=_PAPER[fam.name][0], train=_PAPER[fam.name][1])
        for fam in (MED, HARD) for fmt in ("pq", "qp")},
-    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
-    "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED), grid=SIZE1),
-    "grid-size2": Preset(name="grid-size2", data=DataConfig(family=MED), grid=SIZE2),
+    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL,
+                        grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
+    "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
+                         train=_PAPER["med"][1], grid=SIZE1),
+    "grid-size2": Preset(name="grid-size2", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
+                         train=_PAPER["med"][1], grid=SIZE2),
 }
 
 
@@ -228,6 +289,8 @@ def _rebuild(obj, changes: dict, prefix: str = ""):
             kw[name] = change
     try:
         return dataclasses.replace(obj, **kw) if kw else obj
+    except TrainConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
     except ConfigError as e:  # Family says "family.max_op: ..."; the user's key is "data.family.max_op"
         msg, last = str(e), prefix.rstrip(".").rpartition(".")[2]
         if last and msg.startswith(last + ".") and not msg.startswith(prefix):

@@ -1,11 +1,14 @@
 """The SQL warehouse: read-only DuckDB views over every finished step's Parquet under `PHYSLM_ROOT`.
 
 `connect()` opens an in-memory DuckDB and defines one view per output kind; `query(sql)` runs one user
-statement on it and returns a pyarrow Table. Views (more come with later stages: `checkpoints`,
-`generations`, `probe_predictions`, `probe_metrics`, `sweep`):
+statement on it and returns a pyarrow Table. Views (`probe_predictions`,
+`probe_metrics` and `sweep` come with later stages):
 
 - `problems`: every row of every finished generate step (record schema, `physlm.igsm.record`), plus a
-  `step` column with the step's hash (the folder name `{root}/generate/{hash}`).
+  `step` column with the step's hash (the folder name `{root}/generate/{hash}`);
+- `checkpoints`: the checkpoint registry (`physlm.registry.SCHEMA`), one row per registered checkpoint;
+- `generations`: every scored generation of every finished evaluate step (`physlm.evaluate.GENERATIONS`)
+  plus `step`; `accuracy`: their accuracy tables (op = -1: all ops of a test set pooled).
 
 Only folders with `_SUCCESS` enter, so a step being written or killed mid-way is invisible. The file list
 is taken when the connection is opened (a snapshot). On `s3://` roots the s3fs filesystem of
@@ -72,15 +75,29 @@ def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
         fs, _ = storage.filesystem(root)
         con.register_filesystem(fs)
 
-    # problems: the file list is a literal of the view; the step hash comes from the file's folder name.
-    files, _ = _files_by_step("generate", root, "shard_*.parquet")
-    if files:
-        source = f"read_parquet({_sql_list(files)}, filename = true)"
-    else:  # no data yet: an empty view with the right columns, so queries still bind
-        con.register("_problems_empty", record.SCHEMA.empty_table().append_column("filename", pa.array([], pa.string())))
-        source = "_problems_empty"
-    con.execute(_view_sql("problems").replace("{source}", source))
+    # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
+    for view, step_name, pattern, schema in _views():
+        if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder
+            files = storage.glob(storage.join(root, pattern))
+        else:
+            files, _ = _files_by_step(step_name, root, pattern)
+        if files:
+            source = f"read_parquet({_sql_list(files)}, filename = true, union_by_name = true)"
+        else:  # no data yet: an empty view with the right columns, so queries still bind
+            con.register(f"_{view}_empty", schema.empty_table().append_column("filename", pa.array([], pa.string())))
+            source = f"_{view}_empty"
+        con.execute(_view_sql(view).replace("{source}", source))
     return con
+
+
+def _views() -> list[tuple[str, str | None, str, pa.Schema]]:
+    """(view, step name or None, file pattern, schema for the empty view) of every warehouse view."""
+    from physlm import evaluate, registry
+
+    return [("problems", "generate", "shard_*.parquet", record.SCHEMA),
+            ("checkpoints", None, "registry/checkpoints/*.parquet", registry.SCHEMA),
+            ("generations", "evaluate", "generations.parquet", evaluate.GENERATIONS),
+            ("accuracy", "evaluate", "accuracy.parquet", evaluate.ACCURACY)]
 
 
 def _check(con: duckdb.DuckDBPyConnection, sql: str) -> None:

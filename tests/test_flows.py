@@ -14,7 +14,8 @@ from physlm import storage
 from physlm.datasets import generate_steps, plan
 from physlm.presets import resolve
 
-SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0"]
+SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0",
+         "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4"]
 
 
 @pytest.fixture
@@ -72,9 +73,16 @@ def test_force_regenerates(prefect_harness, root):
     assert os.stat(os.path.join(paths["test_id"], "step.json")).st_mtime_ns != info
 
 
-def test_reproduce_runs_stage_skeletons(prefect_harness, root):
+def test_reproduce_runs_every_stage_then_all_cached(prefect_harness, root):
     paths = reproduce(preset="tiny", overrides=SMALL)
     assert all(storage.exists(os.path.join(p, "_SUCCESS")) for p in paths.values())
+    from physlm import stages
+    p = resolve("tiny", SMALL)
+    assert stages.train_step(p).done() and stages.evaluate_step(p).done()
+    before = mtimes(root)
+    state = reproduce(preset="tiny", overrides=SMALL, return_state=True)
+    state.result()
+    assert mtimes(root) == before
 
 
 def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):

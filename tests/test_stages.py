@@ -1,0 +1,58 @@
+"""The train and evaluate steps end to end on a tiny preset (no Prefect): cached reruns, the checkpoint
+registry, the generations and accuracy tables, and SQL over them agreeing with the table."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from physlm import datasets, registry, stages, storage, warehouse
+from physlm.presets import resolve
+
+TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=4", "data.processes=0",
+        "train.steps=4", "train.batch_size=2", "train.ckpt_every=2", "evaluate.limit=3",
+        "evaluate.max_new_tokens=6"]
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+    return storage.root()
+
+
+def test_train_then_evaluate(root):
+    p = resolve("tiny", TINY)
+    for step in datasets.generate_steps(p):
+        datasets.run_generate(step)
+    tstep = stages.train_step(p)
+    path = stages.run_train(tstep, datasets.step_for(p, "train"))
+    assert tstep.done() and path == tstep.path()
+    names = set(os.listdir(path))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "meta_000004.json", "meta_000002.json"} <= names
+    rows = registry.list_checkpoints().to_pylist()
+    assert sorted(r["step"] for r in rows) == [2, 4] and all(r["train_hash"] == tstep.hash for r in rows)
+    assert [r["final"] for r in sorted(rows, key=lambda r: r["step"])] == [False, True]
+    stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
+    assert stages.run_train(tstep, datasets.step_for(p, "train")) == path  # cache hit: nothing retrained
+    assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
+
+    estep = stages.evaluate_step(p)
+    out = stages.run_evaluate(estep)
+    n_sets = len(stages.test_sets(p))
+    gens = warehouse.query("select test_set, op, decoding, correct, error from generations").to_pylist()
+    assert len(gens) == 3 * n_sets and all(g["error"] for g in gens)  # an untrained model: all wrong, classed
+    by_sql = warehouse.query("select test_set, avg(correct::int) as acc, count(*) as n from generations "
+                             "group by all order by all").to_pylist()
+    table = warehouse.query("select test_set, accuracy, n from accuracy where op = -1 order by all").to_pylist()
+    assert [(r["test_set"], r["acc"], r["n"]) for r in by_sql] == [(r["test_set"], r["accuracy"], r["n"])
+                                                                    for r in table]
+    ck = warehouse.query("select count(*) as n from checkpoints").to_pylist()[0]["n"]
+    assert ck == 2
+    assert storage.exists(storage.join(out, "accuracy.md"))
+
+
+def test_bad_train_override_fails_before_work(root):
+    with pytest.raises(Exception, match="train.batch_size"):
+        resolve("tiny", ["train.batch_size=0"])
+    assert not os.path.exists(root)
