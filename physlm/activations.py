@@ -1,0 +1,174 @@
+"""Named activation sites of our GPT-2+RoPE model and scoped capture of them (STYLE practice 11).
+
+Probes refer to hidden states *only* by TransformerLens-style site names:
+
+* ``blocks.{l}.resid_post`` — the residual stream after block ``l`` (0-based), i.e. the output of
+  ``gpt_neox.layers[l]``, *before* any final LayerNorm;
+* ``ln_final.hook_normalized`` — the output of the final LayerNorm (what the LM head reads). Layer index
+  ``-1`` names this site everywhere in physlm (``ProbeConfig.layer = -1``).
+
+Why forward hooks and not ``output_hidden_states``: in transformers 5 the last entry of ``hidden_states``
+is the *post-final-LN* state, not ``resid_post`` of the last block (checked on 5.24: ``hidden_states[-1] ==
+last_hidden_state``), and the convention has changed between versions. Hooks on the modules themselves
+mean exactly what the names say. They also let a probe on block ``l`` stop the forward pass right after
+block ``l`` (:class:`_Stop`), so a layer-0 probe pays for one block, not twelve.
+
+Reading position: every probe sequence ends with its ``[END]`` marker, so a batch is right-padded and the
+state is gathered at each row's last real token (``end_index``). Causal attention means right padding
+never changes the real tokens' states; we pass the attention mask anyway.
+
+Reads nothing from disk; :func:`capture` returns ``{site: np.ndarray (n, d_model)}`` in float32.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+FINAL = "ln_final.hook_normalized"
+"""Site name of the final LayerNorm's output (layer index -1)."""
+_BLOCK = re.compile(r"blocks\.(\d+)\.resid_post")
+
+
+def site_name(layer: int) -> str:
+    """``-1`` -> ``ln_final.hook_normalized``; ``l >= 0`` -> ``blocks.{l}.resid_post``."""
+    if layer == -1:
+        return FINAL
+    if layer < 0:
+        raise ValueError(f"layer: must be -1 (final LN) or a block index >= 0, got {layer}")
+    return f"blocks.{layer}.resid_post"
+
+
+def layer_of(site: str) -> int:
+    """Inverse of :func:`site_name`."""
+    if site == FINAL:
+        return -1
+    m = _BLOCK.fullmatch(site)
+    if not m:
+        raise ValueError(f"unknown activation site {site!r}; expected 'blocks.<l>.resid_post' or {FINAL!r}")
+    return int(m[1])
+
+
+def all_sites(n_layer: int) -> list[str]:
+    """Every site of an ``n_layer`` model, shallow to deep, the final LN last."""
+    return [site_name(layer) for layer in range(n_layer)] + [FINAL]
+
+
+def _parts(model):
+    """(base transformer, list of blocks, final norm) of a GPTNeoX causal LM or its base model."""
+    base = getattr(model, "gpt_neox", model)
+    if not hasattr(base, "layers") or not hasattr(base, "final_layer_norm"):
+        raise TypeError(f"{type(model).__name__}: expected a GPTNeoX model (physlm.model.build)")
+    return base, base.layers, base.final_layer_norm
+
+
+class _Stop(Exception):
+    """Raised by the hook of the deepest requested site: nothing after it is needed."""
+
+
+@contextmanager
+def cache_sites(model, sites: Sequence[str], stop: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, every forward pass of ``model`` fills the yielded dict with ``{site: (batch pos
+    d_model)}`` (with grad, if enabled). ``stop=True`` aborts the pass after the deepest site (the caller
+    catches :class:`_Stop`; :func:`run_with_cache` does). Hooks are removed on exit, even on error."""
+    base, layers, norm = _parts(model)
+    cache: dict[str, torch.Tensor] = {}
+    depth = {s: (len(layers) if layer_of(s) == -1 else layer_of(s)) for s in sites}
+    for s, d in depth.items():
+        if d > len(layers):
+            raise ValueError(f"site {s!r}: the model has only {len(layers)} blocks")
+    deepest = max(depth.values()) if depth else -1
+
+    def hook_for(site: str):
+        def hook(_module, _inputs, output):
+            # GPTNeoXLayer returns a tensor in transformers 5 (a tuple in 4.x): take the hidden state.
+            cache[site] = output[0] if isinstance(output, tuple) else output  # (batch pos d_model)
+            if stop and depth[site] == deepest:
+                raise _Stop
+        return hook
+
+    handles = [(norm if layer_of(s) == -1 else layers[layer_of(s)]).register_forward_hook(hook_for(s))
+               for s in sites]
+    try:
+        yield cache
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_with_cache(model, sites: Sequence[str], input_ids: torch.Tensor | None = None,
+                   inputs_embeds: torch.Tensor | None = None,
+                   attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One forward pass of the base transformer (no LM head) -> ``{site: (batch pos d_model)}``, stopped
+    after the deepest requested site. Pass ``input_ids`` or ``inputs_embeds`` (batch pos d_model)."""
+    base, _, _ = _parts(model)
+    with cache_sites(model, sites) as cache:
+        try:
+            base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                 use_cache=False)
+        except _Stop:
+            pass
+    missing = [s for s in sites if s not in cache]
+    assert not missing, f"sites not reached by the forward pass: {missing}"
+    return dict(cache)
+
+
+def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad token sequences -> ``ids (batch pos)``, ``mask (batch pos)`` and ``end_index (batch,)`` =
+    position of each row's last real token (where its [END] marker sits)."""
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    if (lens == 0).any():
+        raise ValueError("pad_right: empty sequence")
+    ids = torch.full((len(seqs), int(lens.max())), pad_id, dtype=torch.long)  # (batch pos)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    mask = torch.arange(ids.shape[1])[None, :] < lens[:, None]  # (batch pos) bool
+    return ids.to(device), mask.long().to(device), (lens - 1).to(device)
+
+
+def gather_at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x (batch pos d_model)``, ``index (batch,)`` -> ``x[b, index[b]]`` as ``(batch d_model)``."""
+    return x[torch.arange(x.shape[0], device=x.device), index]
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def capture(model, batches: Iterable[Sequence[Sequence[int]]], layers: Sequence[int | str],
+            pad_id: int = 0) -> dict[str, np.ndarray]:
+    """Hidden states at the last token ([END]) of every sequence, for each site.
+
+    Args:
+        batches: an iterable of batches, each a list of token-id sequences (right-padded here).
+        layers: layer indices (-1 = final LN) or site names.
+
+    Returns ``{site: float32 array (n, d_model)}`` with rows in input order. bf16 autocast on CUDA."""
+    sites = [s if isinstance(s, str) else site_name(s) for s in layers]
+    dev = _device(model)
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {s: [] for s in sites}
+    try:
+        for seqs in batches:
+            ids, mask, end = pad_right(seqs, pad_id, dev)  # (batch pos), (batch pos), (batch,)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                cache = run_with_cache(model, sites, input_ids=ids, attention_mask=mask)
+            for s in sites:
+                out[s].append(gather_at(cache[s], end).float().cpu().numpy())  # (batch d_model)
+    finally:
+        model.train(was_training)
+    d = model.config.hidden_size
+    return {s: (np.concatenate(v) if v else np.zeros((0, d), np.float32)) for s, v in out.items()}
+
+
+def batched(items: Sequence, size: int) -> Iterator[Sequence]:
+    """Consecutive slices of ``size`` (the last one shorter)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
