@@ -29,6 +29,7 @@ k > i+1, the abstract (1,i+1,x,k) right after it. All arithmetic is mod 23.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 MOD = 23
@@ -165,18 +166,18 @@ class Graph:
             val[p] = v % MOD
         return val  # type: ignore[return-value]
 
-    def topological(self) -> list[int]:
-        """A deterministic topological order of all parameters (Kahn, smallest index first)."""
-        indeg = [len(ps) for ps in self.preds]
-        succ: list[list[int]] = [[] for _ in range(self.n)]
-        for p, ps in enumerate(self.preds):
-            for q in ps:
+    def topological(self, subset: set[int] | None = None, strict: bool = True) -> list[int]:
+        """A deterministic topological order (Kahn, smallest index first) of all parameters, or of
+        ``subset`` (closed under preds). A cycle raises ValueError, or with ``strict=False`` is left out."""
+        nodes = range(self.n) if subset is None else subset
+        indeg = {p: len(self.preds[p]) for p in nodes}
+        succ: dict[int, list[int]] = {p: [] for p in nodes}
+        for p in nodes:
+            for q in self.preds[p]:
                 succ[q].append(p)
-        ready = [p for p in range(self.n) if indeg[p] == 0]
-        out: list[int] = []
-        import heapq
-
+        ready = [p for p in nodes if indeg[p] == 0]
         heapq.heapify(ready)
+        out: list[int] = []
         while ready:
             p = heapq.heappop(ready)
             out.append(p)
@@ -184,7 +185,7 @@ class Graph:
                 indeg[s] -= 1
                 if indeg[s] == 0:
                     heapq.heappush(ready, s)
-        if len(out) != self.n:
+        if strict and len(out) != len(indeg):
             raise ValueError("dependency graph has a cycle")
         return out
 

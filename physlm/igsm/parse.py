@@ -30,7 +30,6 @@ Every failure is a :class:`ParseError` whose message names the sentence or name 
 from __future__ import annotations
 
 import functools
-import heapq
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -259,26 +258,6 @@ def _hypothesis_error(h: int, s: int, d: int, layer: dict[str, int], abstract: l
 
 
 # ------------------------------------------------------------------------------------------- graph
-def _kahn(g: Graph, subset: set[int]) -> list[int]:
-    """Topological order of ``subset`` (closed under preds), smallest index first; cyclic part left out."""
-    indeg = {p: len(g.preds[p]) for p in subset}
-    succ: dict[int, list[int]] = {p: [] for p in subset}
-    for p in subset:
-        for q in g.preds[p]:
-            succ[q].append(p)
-    ready = [p for p in subset if indeg[p] == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        p = heapq.heappop(ready)
-        out.append(p)
-        for s in succ[p]:
-            indeg[s] -= 1
-            if indeg[s] == 0:
-                heapq.heappush(ready, s)
-    return out
-
-
 def _build(h: int, s: int, d: int, stmts: list[_Stmt], refs: dict[str, Ref], edges: dict[Ref, int],
            items: list[list[str]], pos: dict[str, tuple[int, int]], seq: list[Ref], qref: Ref) -> Graph:
     """The Graph of one hypothesis; ``seq`` lists the operand and question references in text order."""
@@ -311,13 +290,13 @@ def _build(h: int, s: int, d: int, stmts: list[_Stmt], refs: dict[str, Ref], edg
     for n, st in enumerate(stmts):
         g.preds[n] = [where[refs[op]] for op in st.ops]
     g.query = where[qref]
-    done = _kahn(g, set(range(g.n)))
+    done = g.topological(set(range(g.n)), strict=False)
     if len(done) < g.n:
         stuck = [p for p in range(g.n) if p not in set(done) and g.params[p][0] == INSTANCE]
         raise ParseError("the dependencies form a cycle through: " + "; ".join(
             _show(stmts[p].text) for p in stuck[:6]))
     g.value = g.evaluate()
-    g.order = _kahn(g, g.ancestors(g.query) | {g.query})
+    g.order = g.topological(g.ancestors(g.query) | {g.query}, strict=False)
     g.sentences = list(range(len(stmts)))
     return g
 
