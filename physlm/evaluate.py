@@ -119,3 +119,19 @@ def markdown(acc: list[dict]) -> str:
                      f"{unn} |")
     return "\n".join(lines) + "\n"
 
+
+
+def load_external(model_dir: str, tokenizer_dir: str | None = None):
+    """(model, TextCodec) for any local transformers causal-LM folder (never a hub id)."""
+    import os
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for d in (model_dir, tokenizer_dir or model_dir):
+        if not os.path.isdir(d) or not os.path.exists(os.path.join(d, "config.json" if d == model_dir
+                                                                    else "tokenizer_config.json")):
+            raise FileNotFoundError(f"{d}: not a local transformers {'model' if d == model_dir else 'tokenizer'} "
+                                    f"folder (config.json / tokenizer_config.json missing)")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir, local_files_only=True)
+    return model.eval(), TextCodec(tok)

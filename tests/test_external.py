@@ -1,0 +1,56 @@
+"""Evaluating an external transformers causal LM on iGSM: text prompts, the same checker."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from physlm.evaluate import EvalOptions, TextCodec, evaluate_rows, load_external
+from physlm.igsm import record
+from physlm.igsm.config import Family, GenConfig
+from physlm.igsm.generate import generate
+
+TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6), split="test")
+
+
+@pytest.fixture(scope="module")
+def external(tmp_path_factory):
+    """A tiny GPT-2 and a byte-level BPE tokenizer trained here (no hub), saved as a user would have them."""
+    folder = tmp_path_factory.mktemp("ext")
+    texts = [p.problem + "\nSolution:" + p.solution + "\nAnswer: " + str(p.answer)
+             for p in (generate(TINY.with_(split="all"), s) for s in range(200))]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32, n_positions=1024,
+                               resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).save_pretrained(folder)
+    return str(folder)
+
+
+def test_external_model_is_judged_by_the_same_checker(external):
+    model, codec = load_external(external)
+    assert isinstance(codec, TextCodec)
+    rows = [record.row(generate(TINY, s), f"x-{s}", "test_id") for s in range(4)]
+    gens = evaluate_rows(model, codec, rows, "test_id", "external", opts=EvalOptions(batch_size=4, max_new_tokens=12))
+    assert len(gens) == 4 and not any(g["correct"] for g in gens) and all(g["error"] for g in gens)
+
+
+def test_text_codec_parses_a_correct_text_answer(external):
+    _, codec = load_external(external)
+    p = generate(TINY, 3)
+    ids = codec.tok(p.solution + "\nAnswer: " + str(p.answer), add_special_tokens=False)["input_ids"]
+    text, solution, answer = codec.parse(ids)
+    assert solution.strip() == p.solution.strip() and answer == str(p.answer)
+
+
+def test_not_a_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a local transformers model"):
+        load_external(str(tmp_path))
