@@ -157,6 +157,69 @@ class EvalSection:
             raise ConfigError("evaluate.max_new_tokens/limit/batch_size: must be >= 1 / >= 0 / >= 1")
 
 
+PROBE_TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
+"""The six V-probing tasks (physlm.igsm.labels.TASKS; spec C.5)."""
+PROBE_BASELINES = ("random_init", "linear")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSection:
+    """The probe stage (spec C.5, C.7; E4-E6, E10): V-probes of the trained model on every task, with
+    baselines, and the layer-wise nece probe."""
+
+    tasks: tuple[str, ...] = PROBE_TASKS
+    """Tasks to probe (each gets the V-probe and every baseline)."""
+    steps: int = 1000
+    """Optimizer steps per probe (spec C.5: 100,000)."""
+    batch_size: int = 64
+    """Sequences per probe step (spec C.5: 256 med / 128 hard); also the evaluation batch."""
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    rank: int = 8
+    """Rank of the input-embedding update."""
+    train_problems: int = 1000
+    """Probe training problems, the first of the "train" dataset (template hash < 17)."""
+    test_problems: int = 200
+    """Probe test problems, the first of "test_id" (template hash >= 17)."""
+    samples_per_problem: int = 10
+    balanced: bool = False
+    """Balanced (half positive) TRAIN samples."""
+    layers: tuple[int, ...] = ()
+    """Extra activation sites (block indices) for the layer-wise nece V-probe (E10); the main probes read
+    the final LayerNorm output (layer -1)."""
+    baselines: tuple[str, ...] = PROBE_BASELINES
+    """Baselines besides the V-probe of the trained model: "random_init", "linear" (majority is always
+    reported)."""
+    seed: int = 0
+    """Seeds the probe samples, inits and batch order."""
+    random_init_seed: int = 1
+    """Seed of the randomly initialised model of the random_init baseline."""
+    device: str = field(default="auto", metadata={"hash": False})
+    """"auto" (cuda if available), "cpu", "cuda"."""
+
+    def __post_init__(self):
+        for name in ("tasks", "layers", "baselines"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        bad = [t for t in self.tasks if t not in PROBE_TASKS]
+        if bad or not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"probe.tasks: distinct values among {PROBE_TASKS}, got {self.tasks}")
+        bad = [b for b in self.baselines if b not in PROBE_BASELINES]
+        if bad or len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"probe.baselines: distinct values among {PROBE_BASELINES}, got {self.baselines}")
+        for name in ("steps", "batch_size", "rank", "train_problems", "test_problems", "samples_per_problem"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"probe.{name}: must be an integer >= 1, got {v!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"probe.lr: must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"probe.weight_decay: must be >= 0, got {self.weight_decay}")
+        if any(not isinstance(x, int) or x < 0 for x in self.layers) or len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"probe.layers: distinct block indices >= 0, got {self.layers}")
+        if not self.device:
+            raise ConfigError("probe.device: must be 'auto', 'cpu', 'cuda', ...")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Preset:
     """One study. New stages add sections here as keyword-only fields with defaults."""
@@ -173,9 +236,15 @@ class Preset:
     """Training hyper-parameters (physlm.train.TrainConfig; the paper's by default)."""
     evaluate: EvalSection = field(default_factory=lambda: EvalSection())
     """Decodings and limits of the evaluate stage."""
+    probe: ProbeSection = field(default_factory=lambda: ProbeSection())
+    """V-probing of the trained model (the probe stage)."""
 
     def __post_init__(self):
         object.__setattr__(self, "grid", tuple(self.grid))
+        n_layers = int(self.model.shape.split("-")[1])
+        if any(x >= n_layers for x in self.probe.layers):
+            raise ConfigError(f"probe.layers: block indices must be < {n_layers} (model {self.model.shape}), "
+                              f"got {self.probe.layers}")
         for shape in self.grid:
             parts = shape.split("-")
             if len(parts) != 3 or parts[0] != "GPT2" or not all(p.isdigit() and int(p) > 0 for p in parts[1:]):
@@ -190,9 +259,15 @@ SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
 _TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200,
                         online=True)
 _TINY_MODEL = ModelSection(shape="GPT2-2-2", n_ctx=256)
-_TINY_TRAIN = TrainConfig(steps=2000, batch_size=16, lr=3e-3, warmup=100, weight_decay=0.05, loss_on="solution",
+_TINY_TRAIN = TrainConfig(steps=1200, batch_size=16, lr=3e-3, warmup=100, weight_decay=0.05, loss_on="solution",
                           ckpt_every=250, log_every=50, num_threads=1)
 _TINY_EVAL = EvalSection(decodings=("greedy",), max_new_tokens=160, limit=200)
+_TINY_PROBE = ProbeSection(steps=60, batch_size=16, train_problems=200, test_problems=100)  # ~4 min on 2 cores
+# Spec C.5: 100k steps, lr 2e-3 linear decay, wd 0.01, batch 256 (med) / 128 (hard), rank 8; E10 per layer.
+_PAPER_PROBE = {"med": ProbeSection(steps=100_000, batch_size=256, train_problems=20_000, test_problems=4096,
+                                    layers=tuple(range(12))),
+                "hard": ProbeSection(steps=100_000, batch_size=128, train_problems=20_000, test_problems=4096,
+                                     layers=tuple(range(12)))}
 # The paper's pretraining recipe (spec C.2): GPT2-12-12, AdamW (0.9, 0.98), lr 2e-3, 1000 warm-up steps,
 # cosine to 1%, loss on every token; med: wd 0.05, batch 512, ctx 768, 100k steps; hard: wd 0.03, 256, 1024, 200k.
 _PAPER = {"med": (ModelSection(shape="GPT2-12-12", n_ctx=768),
@@ -201,11 +276,14 @@ _PAPER = {"med": (ModelSection(shape="GPT2-12-12", n_ctx=768),
                    TrainConfig(steps=200_000, batch_size=256, weight_decay=0.03, loss_on="all"))}
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(name="tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL),
+    "tiny": Preset(name="tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL,
+                   probe=_TINY_PROBE),
     **{f"{fam.name}-{fmt}": Preset(name=f"{fam.name}-{fmt}", data=DataConfig(family=fam, format=fmt, online=True),
-                                   model=_PAPER[fam.name][0], train=_PAPER[fam.name][1])
+                                   model=_PAPER[fam.name][0], train=_PAPER[fam.name][1],
+                                   probe=_PAPER_PROBE[fam.name])
        for fam in (MED, HARD) for fmt in ("pq", "qp")},
     "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL,
+                        probe=_TINY_PROBE,
                         grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
     "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
                          train=_PAPER["med"][1], grid=SIZE1),

@@ -9,6 +9,30 @@ checkpoint in the registry (``physlm sql "select * from checkpoints"``).
 
 evaluate ``{root}/evaluate/{hash}/`` — config: decodings, token cap, limit; inputs: the train step and each
 test set's generate step. Writes ``generations.parquet``, ``accuracy.parquet``, ``accuracy.md``.
+
+probe ``{root}/probe/{hash}/`` — config: the preset's ``ProbeSection``; inputs: the train step, the "train"
+and "test_id" generate steps (probe training problems: the first ``train_problems`` of "train", template
+hash < 17; test: the first ``test_problems`` of "test_id", hash >= 17), the "test_reask" generate step and
+the evaluate step (its greedy generations drive the error analysis). The model's weights are never
+written (``checkpoint.load_model`` + frozen ``VProbe``). Writes ``probe_predictions.parquet``
+(:data:`PROBE_PREDICTIONS` = ``probe.PREDICTIONS`` + ``source``), ``probe_metrics.parquet``
+(``probe.METRICS``) and ``probe_metrics.md``. Prediction rows by ``source``:
+
+* ``probe_test``: every task x {vprobe, random_init, linear} on the test problems at layer -1, plus the
+  nece V-probe at each extra ``layers`` site (E4-E6, E10); the metrics rows are these only. The random-init
+  model is ``probe.random_init_like(model, random_init_seed)`` (the seed is in step.json's config).
+* ``reask_all_params`` (E7): the trained nece V-probe (layer -1) on EVERY parameter of G_d of each
+  "test_reask" problem that has a greedy generation; label = the true nece(A). Join
+  ``unnest(generations.unnecessary)`` with ``param_a`` on ``(checkpoint_id, problem_id)``.
+* ``first_wrong`` (E8): for each wrong greedy generation of "test_id" and "test_reask" whose
+  ``first_wrong_param`` A is a parameter of G_d, the trained can_next / nece_next V-probes (those in
+  ``tasks``) at the model's OWN prefix just before A's sentence (``probe.make_example(solution_prefix=...)``;
+  the sentence is the one the checker blames, the first error naming A). ``state`` = the number of
+  sentences written before it, retry "BACK" sentences not counted (as ``labels.boundary_states`` and the
+  E8 query count them). Labels are the truth given what the generated prefix defined: known = the G_d
+  parameters named by its (non-retry) "Define X as" sentences, right or wrong; can_next(A) = A not known and
+  all its operands known; nece_next(A) = can_next(A) and A necessary. A generation whose A is not in G_d
+  (unknown or structural-only names) or that has no solution text gets no row.
 """
 
 from __future__ import annotations
@@ -16,14 +40,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from physlm import checkpoint, datasets, registry, storage
+from physlm.igsm.labels import distance_to_query
+from physlm.igsm.record import graph_of
 from physlm.model import ModelConfig
-from physlm.presets import Preset
+from physlm.presets import Preset, ProbeSection
 from physlm.steps import Step, finalize_parts, parts_path
 from physlm.tokenizer import build_wordlevel, load as load_tokenizer
 from physlm.train import TrainConfig
 
 TRAIN_VERSION = 1
 EVAL_VERSION = 1
+PROBE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -142,5 +169,201 @@ def run_evaluate(step: Step, force: bool = False) -> str:
                                   tuple(decodings[d] for d in cfg.decodings),
                                   EvalOptions(batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens))
         return {"checkpoint_id": cid, **write_results(rows, out)}
+
+    return run_step(step, body, force=force)
+
+
+# ---------------------------------------------------------------------------------------------- probe
+def _probe_predictions_schema():
+    import pyarrow as pa
+
+    from physlm.probe import PREDICTIONS
+
+    return PREDICTIONS.append(pa.field("source", pa.string(), nullable=False))
+
+
+PROBE_SOURCES = ("probe_test", "reask_all_params", "first_wrong")
+"""Values of the ``source`` column of ``probe_predictions`` (module docstring)."""
+
+
+def probe_step(preset: Preset) -> Step:
+    inputs = {"train": train_step(preset).path(),
+              "train_data": datasets.step_for(preset, "train").path(),
+              "test_id": datasets.step_for(preset, "test_id").path(),
+              "test_reask": datasets.step_for(preset, "test_reask").path(),
+              "evaluate": evaluate_step(preset).path()}
+    return Step("probe", preset.probe, inputs=inputs, version=PROBE_VERSION)
+
+
+def _probe_config(cfg: ProbeSection, task: str, layer: int = -1):
+    from physlm.probe import ProbeConfig
+
+    return ProbeConfig(task=task, layer=layer, rank=cfg.rank, steps=cfg.steps, batch_size=cfg.batch_size,
+                       lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed,
+                       samples_per_problem=cfg.samples_per_problem, balanced=cfg.balanced, device=cfg.device)
+
+
+def _fit_vprobe(model, tok, train_rows, test_rows, pc, cid: str):
+    """``probe.run_probe(..., "vprobe")`` that also returns the trained probe (for E7/E8)."""
+    from physlm import probe as P
+
+    pad = tok.markers.end
+    train = P.build_examples(tok, train_rows, pc.task, pc.samples_per_problem, pc.balanced, pc.seed)
+    test = P.build_examples(tok, test_rows, pc.task, pc.samples_per_problem, False, pc.seed)
+    if not train or not test:
+        raise ValueError(f"probe {pc.task}: no probe examples (train {len(train)}, test {len(test)})")
+    y = [e.label for e in train]
+    vp, _ = P.fit_vprobe(model, [e.ids for e in train], y, pc.n_classes, pc, pad_id=pad)
+    probs = P.predict_vprobe(vp, [e.ids for e in test], pc.batch_size, pad_id=pad)
+    preds = P.prediction_rows(test, probs, cid, pc.layer, "vprobe")
+    return preds, P.metric_rows(preds, P.majority_class(y)), vp
+
+
+def solution_text(tok, output: str) -> str | None:
+    """The solution part of a ``generations.output`` (decoded with its markers), None without [answer]."""
+    end, answer = tok.decode([tok.markers.end]), tok.decode([tok.markers.answer])
+    text = output.split(end, 1)[0]
+    return text.split(answer, 1)[0] if answer in text else None
+
+
+def _defined_name(sentence: str) -> str | None:
+    head = sentence.split("; ", 1)[0]
+    if " BACK" in sentence or not head.startswith("Define ") or " as " not in head:
+        return None
+    return head[len("Define "):].rpartition(" as ")[0] or None
+
+
+def first_wrong_probe(row: dict, solution: str, first_wrong_param: str | None = None):
+    """E8 probe point of a wrong solution: ``(state, solution_prefix, a, {"can_next": l, "nece_next": l})``
+    or None (no parameter-level error, or A not in G_d). See the module docstring."""
+    from physlm.igsm.check import check
+
+    g = graph_of(row)
+    mistake = next((m for m in check(g, solution).errors if m.param is not None), None)
+    if mistake is None or mistake.step is None:
+        return None
+    if first_wrong_param is not None and mistake.param != first_wrong_param:
+        return None
+    index = {g.name(p): p for p in range(g.n)}
+    a = index.get(mistake.param)
+    if a is None:
+        return None
+    # the checker's sentences: strip, drop a final ".", split on ". "; sentence s starts after s of them
+    text = solution.strip()
+    text = text[:-1] if text.endswith(".") else text
+    sentences = text.split(". ")
+    s = mistake.step
+    lead = len(solution) - len(solution.lstrip())
+    cut = lead + sum(len(x) + 2 for x in sentences[:s]) - 1 if s else 0  # right after the "." (no space)
+    names = [_defined_name(x) for x in sentences[:s]]
+    known = {index[n] for n in names if n in index}
+    can = a not in known and all(q in known for q in g.preds[a])
+    necessary = a in set(g.order)
+    state = sum(" BACK" not in x for x in sentences[:s])
+    return state, solution[:cut], a, {"can_next": int(can), "nece_next": int(can and necessary)}
+
+
+def _metrics_markdown(metrics: list[dict]) -> str:
+    rows = [m for m in metrics if m["slice"] == "all"]
+    rows.sort(key=lambda m: (m["task"], m["layer"] != -1, m["layer"], m["baseline"] != "vprobe", m["baseline"]))
+    lines = ["| checkpoint | task | layer | baseline | n | accuracy | MCC | majority acc. |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in rows:
+        mcc = "-" if m["mcc"] is None else f"{m['mcc']:.3f}"
+        lines.append(f"| {m['checkpoint_id']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
+                     f"{m['accuracy']:.3f} | {mcc} | {m['majority_accuracy']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_probe_stage(step: Step, force: bool = False) -> str:
+    """Train and score every probe of the step (module docstring); returns the step path."""
+    import pyarrow.compute as pc_
+
+    from physlm import probe as P
+    from physlm.shards import read_shards
+    from physlm.steps import run_step
+
+    cfg: ProbeSection = step.config
+
+    def body(out: str) -> dict:
+        train_path = step.inputs["train"]
+        model = checkpoint.load_model(train_path)
+        tok = load_tokenizer(train_path)
+        cid = final_checkpoint_id(train_path)
+        train_rows = read_shards(step.inputs["train_data"]).slice(0, cfg.train_problems).to_pylist()
+        test_rows = read_shards(step.inputs["test_id"]).slice(0, cfg.test_problems).to_pylist()
+        if any(r["split"] != "train" for r in train_rows) or any(r["split"] != "test" for r in test_rows):
+            raise ValueError("probe: train problems must have template hash < train_bins, test problems >=")
+        preds: list[dict] = []
+        metrics: list[dict] = []
+
+        def add(p_rows, m_rows, source="probe_test"):
+            preds.extend({**r, "source": source} for r in p_rows)
+            metrics.extend(m_rows)
+
+        probes = {}
+        rand = P.random_init_like(model, cfg.random_init_seed) if "random_init" in cfg.baselines else None
+        for task in cfg.tasks:
+            pcfg = _probe_config(cfg, task)
+            p_rows, m_rows, probes[task] = _fit_vprobe(model, tok, train_rows, test_rows, pcfg, cid)
+            add(p_rows, m_rows)
+            if rand is not None:
+                add(*P.run_probe(rand, tok, train_rows, test_rows, pcfg, cid, "random_init"))
+            if "linear" in cfg.baselines:
+                add(*P.run_probe(model, tok, train_rows, test_rows, pcfg, cid, "linear"))
+            if task not in ("nece", "can_next", "nece_next"):
+                probes.pop(task)
+        del rand
+        for layer in cfg.layers:
+            add(*P.run_probe(model, tok, train_rows, test_rows, _probe_config(cfg, "nece", layer), cid))
+
+        # ---- error analysis over the evaluate step's greedy generations (E7, E8)
+        gens = storage.read_parquet(storage.join(step.inputs["evaluate"], "generations.parquet"))
+        gens = gens.filter(pc_.equal(gens["decoding"], "greedy")).to_pylist()
+        problems = {name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()}
+                    for name in ("test_id", "test_reask")}
+        pad = tok.markers.end
+        n_e7 = n_e8 = 0
+        if "nece" in probes:
+            seen, examples = set(), []
+            for gen in gens:
+                row = problems["test_reask"].get(gen["problem_id"]) if gen["test_set"] == "test_reask" else None
+                if row is None or gen["problem_id"] in seen:
+                    continue
+                seen.add(gen["problem_id"])
+                g = graph_of(row)
+                dist = distance_to_query(g)
+                examples += [P.make_example(tok, row, "nece", (a,), int(dist[a] >= 0)) for a in range(g.n)]
+            if examples:
+                probs = P.predict_vprobe(probes["nece"], [e.ids for e in examples], cfg.batch_size, pad_id=pad)
+                add(P.prediction_rows(examples, probs, cid, -1, "vprobe"), [], "reask_all_params")
+                n_e7 = len(examples)
+        e8_tasks = [t for t in ("can_next", "nece_next") if t in probes]
+        if e8_tasks:
+            examples = {t: [] for t in e8_tasks}
+            for gen in gens:
+                row = problems.get(gen["test_set"], {}).get(gen["problem_id"])
+                if row is None or gen["correct"] or not gen["first_wrong_param"]:
+                    continue
+                solution = solution_text(tok, gen["output"])
+                hit = None if solution is None else first_wrong_probe(row, solution, gen["first_wrong_param"])
+                if hit is None:
+                    continue
+                state, prefix, a, labels = hit
+                for t in e8_tasks:
+                    examples[t].append(P.make_example(tok, row, t, (a,), labels[t], state=state,
+                                                      solution_prefix=prefix))
+            for t, exs in examples.items():
+                if exs:
+                    probs = P.predict_vprobe(probes[t], [e.ids for e in exs], cfg.batch_size, pad_id=pad)
+                    add(P.prediction_rows(exs, probs, cid, -1, "vprobe"), [], "first_wrong")
+                    n_e8 += len(exs)
+
+        storage.write_parquet(P.to_table(preds, _probe_predictions_schema()),
+                              storage.join(out, "probe_predictions.parquet"))
+        storage.write_parquet(P.to_table(metrics, P.METRICS), storage.join(out, "probe_metrics.parquet"))
+        storage.write_bytes(storage.join(out, "probe_metrics.md"), _metrics_markdown(metrics).encode())
+        return {"checkpoint_id": cid, "random_init_seed": cfg.random_init_seed, "predictions": len(preds),
+                "metrics": len(metrics), "reask_all_params": n_e7, "first_wrong": n_e8}
 
     return run_step(step, body, force=force)

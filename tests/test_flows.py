@@ -15,7 +15,9 @@ from physlm.datasets import generate_steps, plan
 from physlm.presets import resolve
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0",
-         "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4"]
+         "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4",
+         "probe.steps=2", "probe.batch_size=4", "probe.train_problems=6", "probe.test_problems=4", "probe.tasks=nece",
+         "probe.device=cpu"]
 
 
 @pytest.fixture
@@ -104,7 +106,8 @@ def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(storage.listdir(os.path.join(root, "generate"))) == 6
     out = cli("run", *sets, "--dry-run")
-    assert out.returncode == 0 and "stage train: not implemented yet (issue 4)" in out.stdout + out.stderr
+    assert out.returncode == 0 and "train plan: train-" in out.stdout + out.stderr
+    assert "evaluate plan: evaluate-" in out.stdout + out.stderr
     for args, message in [(["generate", "--preset", "nope"], "unknown preset 'nope'"),
                           (["run", "--set", "data.trian_shards=2"], "did you mean data.train_shards"),
                           (["sweep", "--preset", "grid-tiny", "--set", "data.train_shards=x"], "expected an int")]:

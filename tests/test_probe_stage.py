@@ -1,0 +1,138 @@
+"""The probe step end to end on a tiny preset (no Prefect): generate -> train -> evaluate -> probe, the
+predictions/metrics tables, the frozen model, the cache, and the error-analysis rows (E7, E8)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+import torch
+
+from physlm import datasets, stages, storage
+from physlm.igsm.graph import MOD
+from physlm.igsm.labels import sentence_boundaries
+from physlm.igsm.record import graph_of
+from physlm.presets import resolve
+from physlm.shards import read_shards
+
+TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=8", "data.processes=0",
+        "train.steps=4", "train.batch_size=2", "train.ckpt_every=2", "evaluate.limit=3",
+        "evaluate.max_new_tokens=6", "probe.steps=5", "probe.batch_size=8", "probe.train_problems=20",
+        "probe.test_problems=8", "probe.tasks=nece,can_next", "probe.layers=0", "probe.device=cpu"]
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+    torch.set_num_threads(1)
+    return storage.root()
+
+
+def weights(folder: str) -> dict[str, bytes]:
+    return {f: open(f, "rb").read() for f in sorted(glob.glob(os.path.join(folder, "**", "*.safetensors"),
+                                                                   recursive=True))}
+
+
+def wrong_at_sentence_1(solution: str) -> str:
+    """The gold solution with a wrong result in its second sentence."""
+    sentences = solution.strip()[:-1].split(". ")
+    head, _, result = sentences[1].rpartition(" = ")
+    return " " + ". ".join(sentences[:1] + [f"{head} = {(int(result) + 1) % MOD}"] + sentences[2:]) + "."
+
+
+def plant_wrong_generation(p) -> tuple[str, int]:
+    """Rewrite one greedy test_id generation as a wrong solution (the untrained model rarely reaches
+    [answer]), so that E8 has a probe point; returns (problem id, first wrong parameter index)."""
+    import pyarrow as pa
+
+    from physlm.evaluate import GENERATIONS
+    from physlm.scoring import score
+
+    epath = stages.evaluate_step(p).path()
+    gens = storage.read_parquet(storage.join(epath, "generations.parquet")).to_pylist()
+    rows = {r["id"]: r for r in read_shards(datasets.step_for(p, "test_id").path()).to_pylist()}
+    i = next(i for i, g in enumerate(gens) if g["test_set"] == "test_id" and len(rows[g["problem_id"]]["order"]) >= 2)
+    row = rows[gens[i]["problem_id"]]
+    bad = wrong_at_sentence_1(row["solution"])
+    s = score(graph_of(row), bad, " 3", True)
+    gens[i].update(output=bad + "<|answer|> 3<|endoftext|>", **{k: s[k] for k in (
+        "correct", "answer_correct", "n_unnecessary", "unnecessary", "first_wrong_param", "error", "errors")})
+    assert not gens[i]["correct"] and gens[i]["first_wrong_param"] == graph_of(row).name(row["order"][1])
+    storage.write_parquet(pa.Table.from_pylist(gens, schema=GENERATIONS), storage.join(epath, "generations.parquet"))
+    return row["id"], row["order"][1]
+
+
+def test_probe_stage_end_to_end(root):
+    p = resolve("tiny", TINY)
+    for step in datasets.generate_steps(p):
+        datasets.run_generate(step)
+    tpath = stages.run_train(stages.train_step(p), datasets.step_for(p, "train"))
+    stages.run_evaluate(stages.evaluate_step(p))
+    planted, planted_a = plant_wrong_generation(p)
+    before = weights(tpath)
+    assert before
+
+    step = stages.probe_step(p)
+    path = stages.run_probe_stage(step)
+    assert step.done() and path == step.path()
+    assert weights(tpath) == before  # the frozen model was never written
+
+    preds = storage.read_parquet(storage.join(path, "probe_predictions.parquet")).to_pylist()
+    metrics = storage.read_parquet(storage.join(path, "probe_metrics.parquet")).to_pylist()
+    test = [r for r in preds if r["source"] == "probe_test"]
+    for task in ("nece", "can_next"):
+        for table in (test, metrics):
+            got = {r["baseline"] for r in table if r["task"] == task and r["layer"] == -1}
+            assert got == {"vprobe", "random_init", "linear"}, (task, got)
+    assert any(r["task"] == "nece" and r["layer"] == 0 and r["baseline"] == "vprobe" for r in test)
+    assert any(m["task"] == "nece" and m["layer"] == 0 and m["slice"] == "all" for m in metrics)
+    md = storage.read_bytes(storage.join(path, "probe_metrics.md")).decode()
+    assert "| nece | -1 | vprobe |" in md and "majority" in md
+    info = step.read_info()
+    assert info["config"]["random_init_seed"] == p.probe.random_init_seed
+
+    # E7: every G_d parameter of each re-ask problem with a greedy generation
+    gens = storage.read_parquet(storage.join(stages.evaluate_step(p).path(), "generations.parquet")).to_pylist()
+    reask = {r["id"]: r for r in read_shards(datasets.step_for(p, "test_reask").path()).to_pylist()}
+    ids = {g["problem_id"] for g in gens if g["test_set"] == "test_reask" and g["decoding"] == "greedy"}
+    e7 = [r for r in preds if r["source"] == "reask_all_params"]
+    assert ids and len(e7) == sum(graph_of(reask[i]).n for i in ids)
+    assert all(r["task"] == "nece" and r["baseline"] == "vprobe" and r["layer"] == -1 for r in e7)
+    # E8: rows exactly when a wrong greedy generation names a first wrong parameter
+    e8 = [r for r in preds if r["source"] == "first_wrong"]
+    wrong = [g for g in gens if g["test_set"] in ("test_id", "test_reask") and g["decoding"] == "greedy"
+             and not g["correct"] and g["first_wrong_param"]]
+    assert wrong and len(e8) <= len(wrong) and all(r["task"] == "can_next" for r in e8)
+    mine = [r for r in e8 if r["problem_id"] == planted]
+    assert len(mine) == 1 and mine[0]["state"] == 1 and mine[0]["label"] == 1
+    assert mine[0]["param_a"] == next(g["first_wrong_param"] for g in wrong if g["problem_id"] == planted)
+
+    stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
+    assert stages.run_probe_stage(step) == path  # cache hit
+    assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
+
+
+def test_first_wrong_probe_point(root):
+    p = resolve("tiny", TINY[:4])
+    step = datasets.step_for(p, "test_id")
+    datasets.run_generate(step)
+    rows = [r for r in read_shards(step.path()).to_pylist() if len(r["order"]) >= 3]
+    assert rows
+    row = rows[0]
+    g = graph_of(row)
+    solution = row["solution"]
+    sentences = solution.strip()[:-1].split(". ")
+    # a wrong result in sentence 1: the probe point is the gold prefix after sentence 0
+    state, prefix, a, labels = stages.first_wrong_probe(row, wrong_at_sentence_1(solution))
+    assert (state, a) == (1, row["order"][1]) and prefix == solution[:sentence_boundaries(solution)[1]]
+    assert labels == {"can_next": 1, "nece_next": 1}
+    # sentence 0 skipped: the first sentence defines order[1] with nothing known
+    skipped = " " + ". ".join(sentences[1:]) + "."
+    hit = stages.first_wrong_probe(row, skipped)
+    a1 = row["order"][1]
+    if g.preds[a1]:  # it uses an operand (order[0] or other) that is not defined yet
+        state, prefix, a, labels = hit
+        assert (state, prefix, a) == (0, "", a1) and labels == {"can_next": 0, "nece_next": 0}
+    # a correct solution has no probe point; the generated text's solution part is split at [answer]
+    assert stages.first_wrong_probe(row, solution) is None
