@@ -7,7 +7,8 @@ and the orchestrated ones (README §6), each running its Prefect flow:
 
     physlm run [--preset tiny] [--set key=value ...] [--dry-run] [--force]      (the reproduce flow)
     physlm generate|train|evaluate|probe|analyze|sweep --preset P [--set k=v ...] [--dry-run] [--force]
-    physlm sql "SELECT ..." [--format table|csv|json]                           (DuckDB over PHYSLM_ROOT)
+    physlm sql "SELECT ..." | --query NAME [--format table|csv|json]            (DuckDB over PHYSLM_ROOT)
+    physlm report [--out DIR]                                                   (the HTML report)
 
 Bad input is a one-line message on stderr and exit status 2, never a traceback.
 """
@@ -140,17 +141,28 @@ for _name, _module in STAGES.items():
 
 @app.command()
 def sql(
-    statement: str = typer.Argument(..., help="One read-only SQL statement, e.g. \"select * from problems limit 5\"."),
+    statement: Optional[str] = typer.Argument(None, help="One read-only SQL statement, e.g. "
+                                              "\"select * from problems limit 5\"."),
+    query_name: Optional[str] = typer.Option(None, "--query", help="Run a canned query instead (one per paper "
+                                             "figure, physlm/queries/NAME.sql), e.g. accuracy_by_op."),
     format: str = typer.Option("table", "--format", help="table, csv or json (one JSON object per line)."),
 ) -> None:
-    """Query every output under PHYSLM_ROOT with DuckDB (views: problems)."""
+    """Query every output under PHYSLM_ROOT with DuckDB (views: problems, checkpoints, generations, accuracy,
+    probe_metrics, probe_predictions, sweep), or run a canned query with --query NAME."""
     from physlm.storage import StorageError
     from physlm.warehouse import QueryError, query
 
     if format not in ("table", "csv", "json"):
         fail(f"--format: must be table, csv or json, got {format!r}")
+    if (statement is None) == (query_name is None):
+        fail("give either a SQL statement or --query NAME (not both)")
     try:
-        result = query(statement)
+        if query_name is not None:
+            from physlm.analysis import run_query
+
+            result = run_query(query_name)
+        else:
+            result = query(statement)
     except (QueryError, StorageError) as e:
         fail(str(e))
     if format == "json":
@@ -171,6 +183,25 @@ def sql(
             t.add_row(*(str(v) for v in row.values()))
         Console().print(t)
         typer.echo(f"({result.num_rows} rows)", err=True)
+
+
+@app.command()
+def report(
+    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default {PHYSLM_ROOT}/report, or "
+                                      "./physlm-report when the root is on S3)."),
+) -> None:
+    """Render the HTML report (one self-contained page, plots inline) from every result under PHYSLM_ROOT."""
+    from physlm.report import build_report, default_out
+    from physlm.storage import StorageError
+    from physlm.warehouse import QueryError
+
+    try:
+        url = build_report(out or default_out())
+    except (QueryError, StorageError) as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot write the report: {e}")
+    typer.echo(url)
 
 
 def main() -> None:  # pragma: no cover - console entry point

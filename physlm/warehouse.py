@@ -92,12 +92,15 @@ def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
 
 def _views() -> list[tuple[str, str | None, str, pa.Schema]]:
     """(view, step name or None, file pattern, schema for the empty view) of every warehouse view."""
-    from physlm import evaluate, registry
+    from physlm import analysis, evaluate, probe, registry
 
     return [("problems", "generate", "shard_*.parquet", record.SCHEMA),
             ("checkpoints", None, "registry/checkpoints/*.parquet", registry.SCHEMA),
             ("generations", "evaluate", "generations.parquet", evaluate.GENERATIONS),
-            ("accuracy", "evaluate", "accuracy.parquet", evaluate.ACCURACY)]
+            ("accuracy", "evaluate", "accuracy.parquet", evaluate.ACCURACY),
+            ("probe_metrics", "probe", "probe_metrics.parquet", probe.METRICS),
+            ("probe_predictions", "probe", "probe_predictions.parquet", probe.PREDICTIONS),
+            ("sweep", "sweep", "sweep.parquet", analysis.SWEEP)]
 
 
 def _check(con: duckdb.DuckDBPyConnection, sql: str) -> None:
