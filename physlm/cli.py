@@ -206,3 +206,46 @@ def report(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@app.command("evaluate-model")
+def evaluate_model(
+    model_dir: str = typer.Argument(..., help="A local transformers causal-LM folder (config.json + weights)."),
+    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer folder (default: the model folder)."),
+    preset: str = typer.Option("tiny", help="Whose generated test sets to use (run `physlm generate` first)."),
+    sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
+    limit: int = typer.Option(100, min=0, help="Problems per test set (0 = all)."),
+    max_new_tokens: int = typer.Option(512, min=1),
+    out: str = typer.Option("./physlm-eval-external", help="Folder for generations/accuracy Parquet + markdown."),
+) -> None:
+    """Evaluate any local causal LM on a preset's iGSM test sets (text prompts, the same checker)."""
+    import os
+
+    from physlm import datasets
+    from physlm.presets import PresetError, resolve
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        p = resolve(preset, sets)
+    except PresetError as e:
+        fail(str(e))
+    steps = {name: datasets.step_for(p, name) for name in p.data.datasets() if name != "train"}
+    missing = [name for name, s in steps.items() if not s.done()]
+    if missing:
+        fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
+             f"run `physlm generate --preset {preset}` first")
+    from physlm.evaluate import EvalOptions, evaluate_rows, load_external, markdown, write_results
+    from physlm.scoring import accuracy_table
+    from physlm.shards import read_shards
+
+    try:
+        model, codec = load_external(model_dir, tokenizer)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        fail(" ".join(str(e).split())[:300])
+    rows = []
+    for name, step in steps.items():
+        problems = read_shards(step.path()).to_pylist()
+        rows += evaluate_rows(model, codec, problems[: limit or None], name, os.path.abspath(model_dir),
+                              opts=EvalOptions(max_new_tokens=max_new_tokens))
+    write_results(rows, os.path.abspath(out))
+    typer.echo(markdown(accuracy_table(rows)))

@@ -54,3 +54,29 @@ def test_text_codec_parses_a_correct_text_answer(external):
 def test_not_a_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a local transformers model"):
         load_external(str(tmp_path))
+
+
+def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PHYSLM_ROOT": str(tmp_path / "root"), "HF_HUB_OFFLINE": "1"}
+    sets = ["--set", "data.test_problems=2", "--set", "data.train_shards=1", "--set", "data.problems_per_shard=5",
+            "--set", "data.processes=0"]
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "physlm", *a], capture_output=True, text=True,  # noqa: E731
+                                    timeout=300, env=env)
+    out = cli("evaluate-model", external, *sets)
+    assert out.returncode == 2 and "not generated yet" in out.stderr and "Traceback" not in out.stderr
+    from physlm import datasets
+    from physlm.presets import resolve
+
+    os.environ["PHYSLM_ROOT"] = env["PHYSLM_ROOT"]
+    try:
+        for step in datasets.generate_steps(resolve("tiny", [s for s in sets if s != "--set"])):
+            datasets.run_generate(step)
+    finally:
+        del os.environ["PHYSLM_ROOT"]
+    out = cli("evaluate-model", external, *sets, "--max-new-tokens", "4", "--out", str(tmp_path / "ev"))
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert "| " + external in out.stdout and (tmp_path / "ev" / "generations.parquet").exists()
