@@ -12,7 +12,7 @@ evaluate / probe (/ sweep) steps it summarises, so new results make a new step. 
 the whole warehouse, i.e. every finished step under the root at the time the step runs, not only its
 inputs: a cached analyze step is a snapshot; ``physlm report`` always queries live.
 
-It also holds the schema of the sweep table (:data:`SWEEP`) until the sweep stage exists.
+The sweep table's schema lives with the sweep stage (physlm/sweep.py).
 """
 
 from __future__ import annotations
@@ -24,32 +24,13 @@ import pyarrow as pa
 
 from physlm import storage, warehouse
 from physlm.steps import Step, run_step
+from physlm.sweep import SWEEP  # the sweep table schema, re-exported for the warehouse
 
 ANALYZE_VERSION = 1
 
 QUERIES = ("accuracy_by_op", "unnecessary", "probe_accuracy", "probe_unnecessary", "probe_by_label",
            "error_unnecessary_plan", "error_not_ready", "depth_width", "layer_distance")
 """Canned queries in paper-figure order (E2, E3, E4, E5, E6, E7, E8, E9, E10)."""
-
-SWEEP = pa.schema([
-    ("sweep_id", pa.string()),  # the sweep (grid) the cell belongs to
-    ("cell", pa.string()),  # e.g. "GPT2-12-12/med_pq"
-    ("model", pa.string()),  # GPT2-ℓ-h
-    ("n_layer", pa.int32()),
-    ("n_head", pa.int32()),
-    ("width", pa.int32()),
-    ("params", pa.int64()),  # non-embedding parameters
-    ("seed", pa.int32()),
-    ("test_set", pa.string()),
-    ("decoding", pa.string()),  # greedy | beam4
-    ("accuracy", pa.float64()),  # fully-correct accuracy, all ops of the test set pooled
-    ("n", pa.int32()),  # problems behind `accuracy`
-    ("best", pa.bool_()),  # the best of the cell's seeds x decodings (spec C.7: the figure's value)
-])
-"""``{root}/sweep/{hash}/sweep.parquet``: one row per (cell, seed, test set, decoding) of a depth x width
-sweep (spec C.7, E9); written by the sweep stage (physlm/sweep.py, which has the same columns: once it is
-merged, the warehouse can take its schema and this copy can go)."""
-
 
 class UnknownQuery(warehouse.QueryError):
     """A canned query name that has no .sql file; the message lists the known ones."""
