@@ -102,7 +102,7 @@ STAGES = {"generate": "generate", "train": "train", "evaluate": "evaluate", "pro
           "analyze": "analyze", "sweep": "sweep", "run": "reproduce"}
 
 
-def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: bool) -> None:
+def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: bool, **extra) -> None:
     import importlib
     import os
 
@@ -116,7 +116,7 @@ def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: b
         os.environ.setdefault(k, v)
     flow = getattr(importlib.import_module(f"flows.{module}"), module)
     try:
-        flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force)
+        flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force, **extra)
     except Exception as e:  # the flow's log already has the traceback; the CLI contract is one line
         fail(f"flow {module} failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}", code=1)
 
@@ -136,7 +136,20 @@ def _stage_command(name: str, module: str, default_preset: Optional[str]):
 
 
 for _name, _module in STAGES.items():
-    app.command(name=_name)(_stage_command(_name, _module, "tiny" if _name == "run" else None))
+    if _name != "sweep":
+        app.command(name=_name)(_stage_command(_name, _module, "tiny" if _name == "run" else None))
+
+
+@app.command(name="sweep")
+def sweep_command(
+    preset: str = typer.Option(..., help="A grid preset: grid-tiny (CPU), grid-size1, grid-size2."),
+    sets: list[str] = typer.Option([], "--set", help="Override, key=value (repeatable)."),
+    seeds: list[int] = typer.Option([0, 1], "--seed", help="Training seeds per shape (repeatable; paper: 2)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List each cell's steps, cached or will-run; do nothing."),
+    force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
+) -> None:
+    """Run the depth x width sweep of a grid preset: every (shape, seed) cell trained, evaluated, probed."""
+    _run_flow("sweep", preset, sets, dry_run, force, seeds=list(seeds))
 
 
 @app.command()

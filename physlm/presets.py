@@ -282,7 +282,9 @@ PRESETS: dict[str, Preset] = {
                                    model=_PAPER[fam.name][0], train=_PAPER[fam.name][1],
                                    probe=_PAPER_PROBE[fam.name])
        for fam in (MED, HARD) for fmt in ("pq", "qp")},
-    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL,
+    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL,
+                        train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100),
+                        evaluate=dataclasses.replace(_TINY_EVAL, limit=50),
                         probe=_TINY_PROBE,
                         grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
     "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
