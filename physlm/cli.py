@@ -97,6 +97,7 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline machines: no telemetry attempts
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
+    "PREFECT_LOGGING_EXTRA_LOGGERS": "physlm",  # training progress (loss, tokens/s) in the flow's log
 }
 STAGES = {"generate": "generate", "train": "train", "evaluate": "evaluate", "probe": "probe",
           "analyze": "analyze", "sweep": "sweep", "run": "reproduce"}

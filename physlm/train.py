@@ -24,7 +24,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -71,16 +71,16 @@ class TrainConfig:
     """Seeds init, data order / online problems and dropout."""
     ckpt_every: int = 1000
     """Checkpoint every this many steps (and always at the end)."""
-    log_every: int = 10
-    device: str = "auto"
+    log_every: int = field(default=10, metadata={"hash": False})
+    device: str = field(default="auto", metadata={"hash": False})
     """"auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:1", …"""
     compile: str = "auto"
     """torch.compile: "auto" (on CUDA only), "on", "off"."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
-    progress: bool = False
+    progress: bool = field(default=False, metadata={"hash": False})
     """Show a tqdm progress bar (rank 0)."""
-    num_threads: int = 0
+    num_threads: int = field(default=0, metadata={"hash": False})
     """CPU: torch intra-op threads (0 = torch's default). On a busy 2-core machine 1 can beat 2 by far
     (OpenMP threads spin-wait for a descheduled sibling); not hashed into results, only speed."""
 
