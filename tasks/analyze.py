@@ -3,17 +3,15 @@ analyze step folder; cached by that step's hash, like every other task (no GPU, 
 
 from __future__ import annotations
 
-import hashlib
-
 from prefect import task
 from prefect.tasks import exponential_backoff
 
-from physlm import analysis, stages, storage
+from physlm import analysis, stages
 from physlm.presets import resolve
-from tasks.generate import io_failure
+from tasks.common import io_failure, step_cache_key
 
 
-def analyze_step_for(preset: str, overrides: list[str]):
+def analyze_step_for(preset: str, overrides: list[str], **_):
     """The preset's analyze step: ``stages.analyze_step`` once the lead wires it in; until then over the
     evaluate step and, where the stages have it, the probe step."""
     p = resolve(preset, overrides)
@@ -25,16 +23,7 @@ def analyze_step_for(preset: str, overrides: list[str]):
     return analysis.analyze_step(ids)
 
 
-def analyze_cache_key(context, parameters) -> str | None:
-    if parameters.get("force"):
-        return None
-    step = analyze_step_for(parameters["preset"], parameters["overrides"])
-    if not step.done():
-        return None
-    return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
-
-
-@task(name="analyze", cache_key_fn=analyze_cache_key, persist_result=True, retries=2,
+@task(name="analyze", cache_key_fn=step_cache_key(analyze_step_for), persist_result=True, retries=2,
       retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=io_failure)
 def analyze(preset: str, overrides: list[str], force: bool = False) -> str:
     """Run every canned query over the warehouse; returns the analyze step path."""

@@ -9,33 +9,17 @@ there. Retries (exponential backoff) are for storage/I/O failures only; a bad co
 
 from __future__ import annotations
 
-import hashlib
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from physlm import datasets, storage
+from physlm import datasets
 from physlm.presets import resolve
+from tasks.common import io_failure, step_cache_key
 
 
-def io_failure(task, task_run, state) -> bool:
-    """Retry only what storage can fix by itself: unreachable S3, timeouts, OS-level I/O errors."""
-    return isinstance(state.data, (storage.StorageError, OSError, TimeoutError))
-
-
-def _step(preset: str, overrides: list[str], dataset: str):
+def _step(preset: str, overrides: list[str], dataset: str, **_):
     return datasets.step_for(resolve(preset, overrides), dataset)
-
-
-def step_cache_key(context, parameters) -> str | None:
-    """`generate-<hash>@<root digest>` for a finished step; None (no caching) otherwise or with force."""
-    if parameters.get("force"):
-        return None
-    step = _step(parameters["preset"], parameters["overrides"], parameters["dataset"])
-    if not step.done():
-        return None
-    return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
 
 
 @task(name="generate-shard", task_run_name="generate-{dataset}-{shard:05d}", cache_policy=NO_CACHE,
@@ -46,7 +30,7 @@ def generate_shard(preset: str, overrides: list[str], dataset: str, shard: int, 
     return datasets.run_generate_shard(_step(preset, overrides, dataset), shard, force=force, processes=processes)
 
 
-@task(name="generate-step", task_run_name="generate-{dataset}", cache_key_fn=step_cache_key, persist_result=True,
+@task(name="generate-step", task_run_name="generate-{dataset}", cache_key_fn=step_cache_key(_step), persist_result=True,
       retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2), retry_condition_fn=io_failure)
 def generate_step(preset: str, overrides: list[str], dataset: str, force: bool = False) -> str:
     """Finish a dataset's generate step from its staged shards (a no-op if done); returns the step path."""

@@ -4,31 +4,20 @@ while the step folder is finished (as every stage task)."""
 
 from __future__ import annotations
 
-import hashlib
-
 from prefect import task
 from prefect.tasks import exponential_backoff
 
-from physlm import storage, sweep as psweep
+from physlm import sweep as psweep
 from physlm.presets import resolve
-from tasks.generate import io_failure
+from tasks.common import io_failure, step_cache_key
 
 
-def _step(preset: str, overrides: list[str], seeds: list[int]):
+def _step(preset: str, overrides: list[str], seeds: list[int], **_):
     p = resolve(preset, overrides)
     return psweep.sweep_step(p, seeds, psweep.cell_eval_paths(p, seeds, ()))
 
 
-def sweep_cache_key(context, parameters) -> str | None:
-    if parameters.get("force"):
-        return None
-    step = _step(parameters["preset"], parameters["overrides"], parameters["seeds"])
-    if not step.done():
-        return None
-    return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
-
-
-@task(name="sweep-table", cache_key_fn=sweep_cache_key, persist_result=True, retries=2,
+@task(name="sweep-table", cache_key_fn=step_cache_key(_step), persist_result=True, retries=2,
       retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_condition_fn=io_failure)
 def sweep_table(preset: str, overrides: list[str], seeds: list[int], force: bool = False) -> str:
     """The sweep table of `preset`'s grid x `seeds` (every cell evaluated already); returns the step path."""

@@ -1,7 +1,6 @@
 """The Prefect layer on a temporary API: generate twice (second all cached), dry run, stage skeletons,
 the generate flow on S3 (moto) queried with `physlm sql`, and the CLI running a flow."""
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from flows.reproduce import reproduce
 from physlm import storage
 from physlm.datasets import generate_steps, plan
 from physlm.presets import resolve
+from prefect_runs import task_runs
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0",
          "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4",
@@ -24,20 +24,6 @@ SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problem
 def root(tmp_path, monkeypatch):
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
     return storage.root()
-
-
-def task_runs(state) -> dict[str, str]:
-    """`{task run name: state name}` of the flow run that ended in `state`."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async def read():
-        async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-            return {r.name: r.state.name for r in runs}
-
-    return asyncio.run(read())
 
 
 def mtimes(folder):

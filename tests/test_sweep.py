@@ -12,6 +12,7 @@ import torch
 
 from physlm import datasets, stages, storage, sweep as psweep
 from physlm.presets import Preset, resolve
+from prefect_runs import task_runs
 
 torch.set_num_threads(1)
 
@@ -27,7 +28,7 @@ CELLS = ("GPT2-1-2-s0", "GPT2-2-2-s0")
 STAGES = ("train", "evaluate", "probe") if PROBE else ("train", "evaluate")
 
 
-def cell_runs(runs: dict, cell: str) -> set[str]:
+def celltask_runs(runs: dict, cell: str) -> set[str]:
     """The states of one cell's stage tasks."""
     return {runs.get(f"{stage}-{cell}") for stage in STAGES}
 
@@ -159,22 +160,6 @@ def test_library_sweep_end_to_end(root):
 # Prefect
 
 
-def _runs(state) -> dict[str, str]:
-    """`{task run name: state name}` of the flow run that ended in `state`."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    async def read():
-        async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-            return {r.name: r.state.name for r in runs}
-
-    return asyncio.run(read())
-
-
 def test_sweep_flow_cached_rerun_and_killed_cell(prefect_harness, root):
     from flows.sweep import sweep
 
@@ -186,8 +171,8 @@ def test_sweep_flow_cached_rerun_and_killed_cell(prefect_harness, root):
     first = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     path = first.result()
     assert path == sstep.path() and sstep.done()
-    runs = _runs(first)
-    assert all(cell_runs(runs, cell) == {"Completed"} for cell in CELLS) and runs["sweep-table"] == "Completed"
+    runs = task_runs(first)
+    assert all(celltask_runs(runs, cell) == {"Completed"} for cell in CELLS) and runs["sweep-table"] == "Completed"
     assert len(storage.read_parquet(storage.join(path, "sweep.parquet"))) == 2 * len(stages.test_sets(p))
     before = mtimes(root)
 
@@ -197,8 +182,8 @@ def test_sweep_flow_cached_rerun_and_killed_cell(prefect_harness, root):
     assert second.result() == path and mtimes(root) == before
     third = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     assert third.result() == path and mtimes(root) == before
-    runs = _runs(third)
-    assert all(cell_runs(runs, cell) == {"Cached"} for cell in CELLS) and runs["sweep-table"] == "Cached"
+    runs = task_runs(third)
+    assert all(celltask_runs(runs, cell) == {"Cached"} for cell in CELLS) and runs["sweep-table"] == "Cached"
 
     # "kill" one cell: its train step folder is gone, and what a killed cell never got to write (its later
     # steps, the sweep table) is missing too. The rerun redoes that cell only.
@@ -212,8 +197,8 @@ def test_sweep_flow_cached_rerun_and_killed_cell(prefect_harness, root):
 
     fourth = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     assert fourth.result() == path and sstep.done()
-    runs = _runs(fourth)
-    assert cell_runs(runs, CELLS[0]) == {"Cached"} and cell_runs(runs, CELLS[1]) == {"Completed"}
+    runs = task_runs(fourth)
+    assert celltask_runs(runs, CELLS[0]) == {"Cached"} and celltask_runs(runs, CELLS[1]) == {"Completed"}
     assert [mtimes(step.path()) for step in cell_steps(kept)] == kept_before
     assert mtimes(os.path.join(root, "generate")) == data_before
     assert all(step.done() for step in cell_steps(killed))
@@ -236,15 +221,15 @@ def test_failed_cell_fails_alone(prefect_harness, root, monkeypatch):
     assert state.is_failed()
     with pytest.raises(SweepCellsFailed, match="GPT2-2-2-s0"):
         state.result()
-    runs = _runs(state)
+    runs = task_runs(state)
     assert runs["train-GPT2-2-2-s0"] == "Failed" and runs["evaluate-GPT2-2-2-s0"] == "NotReady"
-    assert cell_runs(runs, "GPT2-1-2-s0") == {"Completed"}
+    assert celltask_runs(runs, "GPT2-1-2-s0") == {"Completed"}
     assert "sweep-table" not in runs
 
     monkeypatch.setattr(stages, "run_train", real)
     again = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     assert again.is_completed()
-    runs = _runs(again)
+    runs = task_runs(again)
     assert runs["train-GPT2-2-2-s0"] == "Completed" and runs["evaluate-GPT2-2-2-s0"] == "Completed"
     assert runs["train-GPT2-1-2-s0"] in ("Completed", "Cached")  # step-cached (Prefect shows it from the next run)
 

@@ -1,0 +1,45 @@
+"""What every task shares: the retry condition, the step-id cache key, and the GPU-throttled step run.
+
+Caching has one authority, the step folder: a task's Prefect cache key is the id of the step it produces
+(`<name>-<hash>`) plus a digest of the root, and only while that step's folder is finished — a deleted or
+never-written folder gives no key, so the Prefect UI never shows "Cached" for output that is not there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+from prefect.concurrency.sync import concurrency
+
+from physlm import storage
+from physlm.steps import Step
+
+
+def io_failure(task, task_run, state) -> bool:
+    """Retry only what storage can fix by itself: unreachable S3, timeouts, OS-level I/O errors."""
+    return isinstance(state.data, (storage.StorageError, OSError, TimeoutError))
+
+
+def step_cache_key(make_step: Callable[..., Step]):
+    """A ``cache_key_fn``: ``make_step(**task parameters except force)`` names the step; None with force or
+    while that step is not finished."""
+
+    def key(context, parameters) -> str | None:
+        if parameters.get("force"):
+            return None
+        step = make_step(**{k: v for k, v in parameters.items() if k != "force"})
+        if not step.done():
+            return None
+        return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
+
+    return key
+
+
+def run_on_gpu(step: Step, run: Callable[..., str], force: bool) -> str:
+    """The step's path if it is done (and not forced); otherwise ``run(step, force=force)`` while holding a
+    slot of the `gpu` global concurrency limit (`prefect gcl create gpu --limit N`; none: unthrottled)."""
+    if step.done() and not force:
+        return step.path()
+    with concurrency("gpu", occupy=1, strict=False):
+        return run(step, force=force)
