@@ -16,7 +16,6 @@ import base64
 import html
 import io
 import math
-import re
 from datetime import datetime, timezone
 
 import matplotlib
@@ -26,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from physlm import analysis, storage  # noqa: E402
+from physlm.sweep import test_set_order  # noqa: E402
 
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 MAX_PANELS = 4
@@ -37,16 +37,6 @@ def _pct(v) -> str:
 
 def _num(v) -> float:
     return float("nan") if v is None else float(v)
-
-
-def test_set_key(name: str):
-    """Spec C.3 column order: in distribution, then by op, then re-ask."""
-    m = re.search(r"op(\d+)", name)
-    if "reask" in name:
-        return (2, 0, name)
-    if m:
-        return (1, int(m.group(1)), name)
-    return (0, 0, name)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,7 +99,7 @@ def _heat(panels: list[tuple[str, list, list, np.ndarray]], xlabel: str, ylabel:
 
 def _accuracy(rows):
     rows = [r for r in rows if r["op"] == -1]
-    sets = sorted({r["test_set"] for r in rows}, key=test_set_key)
+    sets = sorted({r["test_set"] for r in rows}, key=test_set_order)
     series, errors, notes = {}, {}, []
     for key in sorted({(r["model"], r["decoding"]) for r in rows}):
         by = {r["test_set"]: r for r in rows if (r["model"], r["decoding"]) == key}
@@ -118,21 +108,21 @@ def _accuracy(rows):
         errors[label] = ([_num(by[s]["ci_low"]) if s in by else math.nan for s in sets],
                          [_num(by[s]["ci_high"]) if s in by else math.nan for s in sets])
         parts = [f"{s} {_pct(by[s]['accuracy'])} (CI {_pct(by[s]['ci_low'])}–{_pct(by[s]['ci_high'])}, "
-                 f"n={by[s]['n']})" for s in sorted(by, key=test_set_key)]
+                 f"n={by[s]['n']})" for s in sorted(by, key=test_set_order)]
         notes.append(f"{label}: " + "; ".join(parts))
     return notes, _bars(sets, series, "fully-correct accuracy", errors=errors)
 
 
 def _unnecessary(rows):
     rows = [r for r in rows if r["op"] == -1]
-    sets = sorted({r["test_set"] for r in rows}, key=test_set_key)
+    sets = sorted({r["test_set"] for r in rows}, key=test_set_order)
     series, notes = {}, []
     for key in sorted({(r["model"], r["decoding"]) for r in rows}):
         by = {r["test_set"]: r for r in rows if (r["model"], r["decoding"]) == key}
         series[" ".join(key)] = [_num(by[s]["mean_unnecessary"]) if s in by else math.nan for s in sets]
         notes.append(" ".join(key) + ": " + "; ".join(
             f"{s} {by[s]['mean_unnecessary']:.2f} per solution (n={by[s]['n_correct']})"
-            for s in sorted(by, key=test_set_key)))
+            for s in sorted(by, key=test_set_order)))
     top = max([v for vs in series.values() for v in vs if not math.isnan(v)] + [0.5])
     return notes, _bars(sets, series, "unnecessary params / correct solution", ylim=(0, 1.15 * top))
 
@@ -197,7 +187,7 @@ def _error_ready(rows):
 
 def _depth_width(rows):
     panels, notes = [], []
-    for ts in sorted({r["test_set"] for r in rows}, key=test_set_key):
+    for ts in sorted({r["test_set"] for r in rows}, key=test_set_order):
         mine = [r for r in rows if r["test_set"] == ts]
         layers, widths = sorted({r["n_layer"] for r in mine}), sorted({r["width"] for r in mine})
         grid = np.full((len(layers), len(widths)), np.nan)
