@@ -9,21 +9,13 @@ from importlib import resources
 
 import pyarrow.parquet as pq
 import pytest
-from test_report import CKPT, MODEL, write_fixture
+from test_report import CKPT, MODEL, root, write_fixture  # noqa: F401  (root: the shared fixture)
 
 from physlm import analysis, storage
 from physlm.analysis import QUERIES, analyze_step, run_analyze, run_queries, run_query
 from physlm.warehouse import QueryError
 
 PHYSLM = [sys.executable, "-m", "physlm"]
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    r = storage.root()
-    write_fixture(r)
-    return r
 
 
 def documented_columns(name: str) -> list[str]:
