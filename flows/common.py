@@ -12,3 +12,15 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 def not_implemented(stage: str, issue: int) -> None:
     print(f"stage {stage}: not implemented yet (issue {issue})")
+
+
+def publish(step_path: str, filename: str, key: str, title: str) -> str:
+    """Print a step's markdown table and publish it as a Prefect markdown artifact; returns the markdown."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from physlm import storage
+
+    table = storage.read_bytes(storage.join(step_path, filename)).decode()
+    print(table)
+    create_markdown_artifact(key=key, markdown=f"# {title}\n\n{table}")
+    return table

@@ -4,10 +4,10 @@ test set; prints the accuracy table and publishes it as a Prefect markdown artif
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
+from flows.common import publish
 from flows.train import train
-from physlm import stages, storage
+from physlm import stages
 from physlm.presets import resolve
 from tasks.evaluate import evaluate as evaluate_task
 
@@ -24,9 +24,7 @@ def evaluate(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = Fa
     if dry_run:
         return step.path()
     path = evaluate_task(preset, overrides, force=force)
-    table = storage.read_bytes(storage.join(path, "accuracy.md")).decode()
-    print(table)
-    create_markdown_artifact(key="accuracy", markdown=f"# Accuracy ({p.name})\n\n{table}")
+    publish(path, "accuracy.md", "accuracy", f"Accuracy ({p.name})")
     return path
 
 

@@ -5,10 +5,10 @@ publishes it as a Prefect markdown artifact."""
 from __future__ import annotations
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 
+from flows.common import publish
 from flows.evaluate import evaluate
-from physlm import stages, storage
+from physlm import stages
 from physlm.presets import resolve
 from tasks.probe import probe as probe_task
 
@@ -26,9 +26,7 @@ def probe(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False
     if dry_run:
         return step.path()
     path = probe_task(preset, overrides, force=force)
-    table = storage.read_bytes(storage.join(path, "probe_metrics.md")).decode()
-    print(table)
-    create_markdown_artifact(key="probe-metrics", markdown=f"# Probe metrics ({p.name})\n\n{table}")
+    publish(path, "probe_metrics.md", "probe-metrics", f"Probe metrics ({p.name})")
     return path
 
 
