@@ -25,7 +25,7 @@ from physlm import tokenizer as T
 from physlm.data import OnlineProblems
 from physlm.igsm.config import Family, GenConfig
 from physlm.model import ModelConfig, build
-from physlm.train import TrainConfig, make_optimizer, train_step
+from physlm.train import NextTokenLoss, TrainConfig, make_optimizer, train_step
 
 
 def ours(mc: ModelConfig, batch: int):
@@ -37,7 +37,7 @@ def ours(mc: ModelConfig, batch: int):
     data = OnlineProblems(GenConfig(family=Family("bench", max_op=6, max_edge=8)), tok)
     batches = data.batches(None, n_ctx=mc.n_ctx, batch_size=batch, loss_on="all")
     cpu = torch.device("cpu")
-    return lambda: train_step(model, model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
+    return lambda: train_step(NextTokenLoss(model, sparse=True), model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
 
 
 def hf_gpt2(mc: ModelConfig, batch: int):

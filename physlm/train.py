@@ -130,11 +130,35 @@ def masked_loss_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor)
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
 
 
+class NextTokenLoss(torch.nn.Module):
+    """``forward(ids, mask)`` -> the sum of next-token cross-entropies over the target tokens of ``model``.
+
+    ``sparse``: run the LM head on the target positions only. With ``loss_on="solution"`` about 3/4 of the
+    tokens are prompt, so this skips most of the head's FLOPs (the largest matmul of a small model with a
+    1.7k vocabulary). Dense (every position, static shapes) is what ``torch.compile`` wants; both give the
+    same loss up to float rounding (tests/test_train.py). DDP and compile wrap this module, not the model,
+    so the loss is part of the forward they see.
+    """
+
+    def __init__(self, model: torch.nn.Module, sparse: bool):
+        super().__init__()
+        self.model, self.sparse = model, sparse
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.sparse:
+            return masked_loss_sum(self.model(input_ids=ids).logits, ids, mask)
+        hidden = self.model.base_model(input_ids=ids).last_hidden_state  # (b, T, d), after the final LayerNorm
+        sel = mask[:, 1:]  # hidden state t predicts token t+1
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
+        return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
+
+
 def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: int, world: int,
                device: torch.device, amp_dtype=None) -> torch.Tensor:
     """One optimizer step on this rank's rows of a global batch; returns this rank's share of the loss.
 
-    ``runner`` is what runs forward (the model, or its DDP/compiled wrapper); ``model`` owns the parameters.
+    ``runner`` computes the loss sum (a :class:`NextTokenLoss`, or its DDP/compiled wrapper); ``model`` owns the
+    parameters.
     The batch holds ``accum = B / micro`` micro-batches; gradients accumulate over them (DDP syncs on the last).
     """
     for group in opt.param_groups:
@@ -153,8 +177,7 @@ def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: in
         sync = world == 1 or k == accum - 1  # DDP: all-reduce gradients on the last micro-batch only
         with (contextlib.nullcontext() if sync else runner.no_sync()), \
                 torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = runner(input_ids=ids).logits  # (b, T, V)
-            loss = masked_loss_sum(logits, ids, mask) / n_targets
+            loss = runner(ids, mask) / n_targets
         # DDP averages gradients over ranks; x world turns that average back into the global sum.
         (loss * world).backward()
         step_loss += loss.detach()
@@ -236,10 +259,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
         step, position, tokens_seen, resumed_from = last, state["position"], state["tokens_seen"], last
         ckpt_url = checkpoint.meta_url(out_dir, last)
         log.info("resumed from %s step %d", out_dir, last)
-    runner = model
+    compiled = cfg.compile == "on" or (cfg.compile == "auto" and cuda)
+    runner = NextTokenLoss(model, sparse=not compiled)
     if world > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
-    if cfg.compile == "on" or (cfg.compile == "auto" and cuda):
+        runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[local_rank] if cuda else None)
+    if compiled:
         runner = torch.compile(runner)
     peak = _peak_flops(device)
     flops_per_token = model_cfg.flops_per_token()

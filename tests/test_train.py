@@ -16,7 +16,8 @@ from physlm.data import DataError, OnlineProblems, PackedShards, pack
 from physlm.igsm.config import Family, GenConfig
 from physlm.model import ModelConfig
 from physlm.shards import generate_shard, write_shard
-from physlm.train import TrainConfig, TrainConfigError, lr_at, train
+from physlm.model import build
+from physlm.train import NextTokenLoss, TrainConfig, TrainConfigError, lr_at, train
 
 GEN = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 N_CTX = 256
@@ -110,6 +111,24 @@ def test_config_validation():
     cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.01)
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3) and lr_at(55, cfg) == pytest.approx(0.505)
+
+
+def test_sparse_head_loss_equals_dense(source, tok):
+    """The LM head on target positions only gives the dense loss and gradients (up to float rounding)."""
+    torch.manual_seed(0)
+    model = build(model_cfg(tok))
+    batch = next(source.batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
+    assert 0 < batch.mask.float().mean() < 0.9  # prompt tokens are skipped: the sparse path has work to skip
+    grads = []
+    for sparse in (False, True):
+        model.zero_grad()
+        loss = NextTokenLoss(model, sparse)(batch.ids, batch.mask)
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (dense, g_dense), (sparse, g_sparse) = grads
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-4)
+    for a, b in zip(g_sparse, g_dense):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_loss_falls_and_registers(source, tok, tmp_path):
