@@ -110,8 +110,11 @@ def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: b
     from physlm.presets import PresetError, resolve
 
     try:
-        resolve(preset, sets)
-    except PresetError as e:
+        p = resolve(preset, sets)
+        if module != "generate":  # everything downstream trains on windows of model.n_ctx tokens
+            from physlm.stages import check_context
+            check_context(p)
+    except ConfigError as e:  # PresetError included
         fail(str(e))
     for k, v in PREFECT_DEFAULTS.items():
         os.environ.setdefault(k, v)

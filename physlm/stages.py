@@ -37,14 +37,16 @@ written (``checkpoint.load_model`` + frozen ``VProbe``). Writes ``probe_predicti
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from physlm import checkpoint, datasets, registry, storage
+from physlm.igsm.config import ConfigError
 from physlm.igsm.labels import distance_to_query
 from physlm.igsm.record import graph_of
 from physlm.model import ModelConfig
 from physlm.presets import Preset, ProbeSection
-from physlm.steps import Step, finalize_parts, parts_path
+from physlm.steps import Step, finalize_parts, parts_path, require_done
 from physlm.tokenizer import build_wordlevel, load as load_tokenizer
 from physlm.train import TrainConfig
 
@@ -77,7 +79,34 @@ def tokenizer_for(kind: str):
     return build_wordlevel(names=kind)
 
 
+FIT_SAMPLE = 64
+"""Problems drawn (fixed seeds) to check that the training context holds the family's problems."""
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_lengths(gen, kind: str) -> tuple[int, ...]:
+    from physlm.data import encode_units
+    from physlm.igsm.generate import generate
+
+    probs = [generate(gen, 10_000_019 + i) for i in range(FIT_SAMPLE)]
+    units = encode_units(tokenizer_for(kind), [p.problem for p in probs], [p.solution for p in probs],
+                         [p.answer for p in probs])
+    return tuple(sorted(len(u.ids) for u in units))
+
+
+def check_context(preset: Preset) -> None:
+    """ConfigError naming ``model.n_ctx`` if it cannot hold most training problems (checked before any work:
+    the data sources would silently drop every problem longer than ``n_ctx - 1`` tokens)."""
+    lengths = _unit_lengths(datasets.step_for(preset, "train").config.gen, preset.model.tokenizer)
+    fit = sum(n <= preset.model.n_ctx - 1 for n in lengths)
+    if fit < len(lengths) / 2:
+        raise ConfigError(f"model.n_ctx: {preset.model.n_ctx} tokens is shorter than most problems of family "
+                          f"{preset.data.family.name!r} ({fit} of {len(lengths)} sampled fit; median "
+                          f"{lengths[len(lengths) // 2]} tokens, longest {lengths[-1]}); raise model.n_ctx")
+
+
 def train_step(preset: Preset) -> Step:
+    check_context(preset)
     data = datasets.step_for(preset, "train")
     tok = tokenizer_for(preset.model.tokenizer)
     mc = ModelConfig.from_name(preset.model.shape, vocab_size=tok.vocab_size, n_ctx=preset.model.n_ctx,
@@ -94,6 +123,7 @@ def run_train(step: Step, data_step: Step, force: bool = False) -> str:
 
     if step.done() and not force:
         return step.path()
+    require_done(data_step.path())  # the data step is the training distribution on record, online or not
     cfg: TrainStepConfig = step.config
     work = parts_path(step)
     tok = tokenizer_for(cfg.tokenizer)

@@ -56,3 +56,17 @@ def test_bad_train_override_fails_before_work(root):
     with pytest.raises(Exception, match="train.batch_size"):
         resolve("tiny", ["train.batch_size=0"])
     assert not os.path.exists(root)
+
+
+def test_bad_training_input_fails_before_training(root):
+    """A context too short for the family's problems, and a missing data step, each fail before any training
+    with a message naming the problem; nothing is written under the root."""
+    from physlm.igsm.config import ConfigError
+    from physlm.steps import StepNotDone
+
+    with pytest.raises(ConfigError, match=r"model\.n_ctx: 64 tokens is shorter than most problems"):
+        stages.train_step(resolve("tiny", TINY + ["model.n_ctx=64"]))
+    p = resolve("tiny", TINY)
+    with pytest.raises(StepNotDone, match="not a finished step"):
+        stages.run_train(stages.train_step(p), datasets.step_for(p, "train"))  # generate never ran
+    assert not os.path.exists(root) or not any(files for _, _, files in os.walk(root))
