@@ -225,6 +225,13 @@ def probe_step(preset: Preset) -> Step:
     return Step("probe", preset.probe, inputs=inputs, version=PROBE_VERSION)
 
 
+def analyze_step(preset: Preset) -> Step:
+    """The canned queries over the preset's evaluate and probe steps (physlm/analysis.py)."""
+    from physlm import analysis
+
+    return analysis.analyze_step({"evaluate": evaluate_step(preset).path(), "probe": probe_step(preset).path()})
+
+
 def _probe_config(cfg: ProbeSection, task: str, layer: int = -1):
     from physlm.probe import ProbeConfig
 

@@ -12,15 +12,8 @@ from tasks.common import io_failure, step_cache_key
 
 
 def analyze_step_for(preset: str, overrides: list[str], **_):
-    """The preset's analyze step: ``stages.analyze_step`` once the lead wires it in; until then over the
-    evaluate step and, where the stages have it, the probe step."""
-    p = resolve(preset, overrides)
-    if hasattr(stages, "analyze_step"):
-        return stages.analyze_step(p)
-    ids = {"evaluate": stages.evaluate_step(p).id}
-    if hasattr(stages, "probe_step"):
-        ids["probe"] = stages.probe_step(p).id
-    return analysis.analyze_step(ids)
+    """The preset's analyze step (over its evaluate and probe steps)."""
+    return stages.analyze_step(resolve(preset, overrides))
 
 
 @task(name="analyze", cache_key_fn=step_cache_key(analyze_step_for), persist_result=True, retries=2,

@@ -66,7 +66,9 @@ def test_reproduce_runs_every_stage_then_all_cached(prefect_harness, root):
     assert all(storage.exists(os.path.join(p, "_SUCCESS")) for p in paths.values())
     from physlm import stages
     p = resolve("tiny", SMALL)
-    assert stages.train_step(p).done() and stages.evaluate_step(p).done()
+    assert stages.train_step(p).done() and stages.evaluate_step(p).done() and stages.analyze_step(p).done()
+    page = open(os.path.join(root, "report", "index.html")).read()  # the report is the last stage
+    assert "physlm report" in page and page.count("<section") >= 9
     before = mtimes(root)
     state = reproduce(preset="tiny", overrides=SMALL, return_state=True)
     state.result()
