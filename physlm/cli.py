@@ -9,6 +9,7 @@ and the orchestrated ones (README §6), each running its Prefect flow:
     physlm generate|train|evaluate|probe|analyze|sweep --preset P [--set k=v ...] [--dry-run] [--force]
     physlm sql "SELECT ..." | --query NAME [--format table|csv|json]            (DuckDB over PHYSLM_ROOT)
     physlm report [--out DIR]                                                   (the HTML report)
+    physlm repair [PATH ...] [--preset P [--set k=v ...]] [--dry-run]            (verify + recompute damaged steps)
 
 Bad input is a one-line message on stderr and exit status 2, never a traceback.
 """
@@ -74,7 +75,7 @@ def sample(
 @app.command()
 def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - for stdin.")) -> None:
     """Judge solutions: JSON lines {problem, solution[, answer]} in, one verdict per line out."""
-    from physlm.igsm.judge import judge_line
+    from physlm.igsm.judge import _bad, judge_line
 
     try:
         fh = sys.stdin if input == "-" else open(input, encoding="utf-8", errors="replace")
@@ -83,7 +84,11 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
     with fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
-                sys.stdout.write(json.dumps(judge_line(line, n)) + "\n")
+                try:
+                    verdict = judge_line(line, n)
+                except RecursionError:  # JSON nested deeper than Python's parser goes: a verdict, not a crash
+                    verdict = _bad(n, "not valid JSON: nested too deeply")
+                sys.stdout.write(json.dumps(verdict) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -103,6 +108,16 @@ STAGES = {"generate": "generate", "train": "train", "evaluate": "evaluate", "pro
           "analyze": "analyze", "sweep": "sweep", "run": "reproduce"}
 
 
+def _check_root() -> None:
+    """Fail with one line, before any work, when PHYSLM_ROOT cannot be reached (S3 endpoint down, no credentials)."""
+    from physlm import storage
+
+    try:
+        storage.listdir(storage.root())
+    except storage.StorageError as e:
+        fail(str(e))
+
+
 def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: bool, **extra) -> None:
     import importlib
     import os
@@ -116,6 +131,7 @@ def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: b
             check_context(p)
     except ConfigError as e:  # PresetError included
         fail(str(e))
+    _check_root()
     for k, v in PREFECT_DEFAULTS.items():
         os.environ.setdefault(k, v)
     flow = getattr(importlib.import_module(f"flows.{module}"), module)
@@ -221,6 +237,58 @@ def report(
     typer.echo(url)
 
 
+@app.command()
+def repair(
+    paths: Optional[list[str]] = typer.Argument(None, help="Step folders to check (absolute, s3://, or relative to "
+                                                "PHYSLM_ROOT, e.g. generate/1a2b3c4d); default: every finished step."),
+    preset: Optional[str] = typer.Option(None, help="Check only the steps of this preset (those already run)."),
+    sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report damaged steps (exit 1 if any)."),
+) -> None:
+    """Verify finished steps against the size and sha256 of every file in their step.json, and recompute the
+    damaged ones (a forced rerun of that step alone). Exit 0 when all is intact or repaired, 1 when damage remains."""
+    import os
+
+    from physlm import repair as R, steps as S, storage
+    from physlm.presets import PresetError, resolve
+
+    if paths and preset:
+        fail("give step folders or --preset, not both")
+    if sets and not preset:
+        fail("--set needs --preset")
+    try:
+        if preset:
+            from physlm import datasets, stages
+
+            p = resolve(preset, sets)
+            candidates = [s.path() for s in datasets.generate_steps(p)]
+            candidates += [make(p).path() for make in (stages.train_step, stages.evaluate_step, stages.probe_step,
+                                                        stages.analyze_step)]
+            folders = [c for c in candidates if storage.exists(storage.join(c, S.SUCCESS))]
+        elif paths:
+            folders = [R.resolve_path(x) for x in paths]
+        else:
+            folders = R.finished_steps()
+        findings = R.scan(folders)
+    except (PresetError, R.RepairError, storage.StorageError) as e:
+        fail(str(e))
+    damaged = [f for f in findings if f.damage]
+    typer.echo(f"checked {len(findings)} finished steps under {storage.root()}: {len(damaged)} damaged")
+    for f in damaged:
+        typer.echo(R.describe(f))
+    if dry_run or not damaged:
+        raise typer.Exit(1 if damaged else 0)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for f in damaged:
+        R.repair(f)
+        if f.repaired:
+            typer.echo(f"repaired {f.step_id}: recomputed; {f.identical} of {f.recorded} files byte-identical to "
+                       "the record")
+        else:
+            typer.echo(f"physlm: error: repair of {f.step_id} failed: {f.error}", err=True)
+    raise typer.Exit(0 if all(f.repaired for f in damaged) else 1)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
@@ -246,8 +314,17 @@ def evaluate_model(
         p = resolve(preset, sets)
     except PresetError as e:
         fail(str(e))
+    if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        fail(f"{model_dir} is not a model folder: it has no config.json (give a local transformers causal-LM "
+             "folder, as save_pretrained writes it)")
+    from physlm.steps import CorruptStep, StepNotDone
+    from physlm.storage import StorageError
+
     steps = {name: datasets.step_for(p, name) for name in p.data.datasets() if name != "train"}
-    missing = [name for name, s in steps.items() if not s.done()]
+    try:
+        missing = [name for name, s in steps.items() if not s.done()]
+    except StorageError as e:
+        fail(str(e))
     if missing:
         fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
              f"run `physlm generate --preset {preset}` first")
@@ -261,7 +338,10 @@ def evaluate_model(
         fail(" ".join(str(e).split())[:300])
     rows = []
     for name, step in steps.items():
-        problems = read_shards(step.path()).to_pylist()
+        try:
+            problems = read_shards(step.path()).to_pylist()
+        except (CorruptStep, StepNotDone, StorageError) as e:
+            fail(str(e))
         rows += evaluate_rows(model, codec, problems[: limit or None], name, os.path.abspath(model_dir),
                               opts=EvalOptions(max_new_tokens=max_new_tokens))
     write_results(rows, os.path.abspath(out))

@@ -20,7 +20,9 @@ something unstable such as a repr with an address. Class names do not enter: ren
 A folder is a finished step iff `_SUCCESS` exists, written last, after `step.json` (resolved config, the
 exact hash payload, inputs, version, physlm version and git SHA, package versions, host, timings, size and
 sha256 of every output file, and what the step function returned, e.g. row counts). Readers call
-`require_done`, never trust a folder without `_SUCCESS`, and can re-check the files with `verify`.
+`require_done`, never trust a folder without `_SUCCESS`, and can re-check the files: `damage`/`verify` for a
+whole step, `read_checked` for one file as it is read (`physlm.shards.read_shards` reads every shard so);
+a mismatch is a `CorruptStep` naming the file, repaired by `physlm repair` (`physlm.repair`).
 
 Writing, local disk: the step function writes into a fresh `{root}/{name}/.tmp-{hash}-XXXX/`, renamed
 into place under the flock `{root}/{name}/.lock`. Concurrent writers both compute; the first to finish
@@ -70,6 +72,11 @@ log = logging.getLogger(__name__)
 
 class StepNotDone(Exception):
     """A step folder was read that has no `_SUCCESS`: missing, still being written, or failed."""
+
+
+class CorruptStep(Exception):
+    """A file of a finished step no longer matches the size and sha256 recorded in its step.json (truncated,
+    altered or deleted since). The message names the file and how to repair the step."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,18 +266,63 @@ def _file_table(folder: str) -> dict:
             for p, meta in sorted(found.items()) if p.startswith(base + "/")}
 
 
-def verify(step_path: str) -> list[str]:
-    """Names of the files listed in step.json that are missing or whose sha256 no longer matches."""
+def damage(step_path: str) -> dict[str, str]:
+    """`{file: what is wrong}` for every file listed in step.json that is missing, has another size, or whose
+    sha256 differs; empty when the step is intact. Sizes are compared first, so a truncated file costs no hash."""
     files = read_info(step_path)["files"]
     fs, base = storage.filesystem(step_path)
-    bad = []
-    for rel, meta in files.items():
+    bad = {}
+    for rel, meta in sorted(files.items()):
+        path = f"{base}/{rel}"
         try:
-            if _sha256(fs, f"{base}/{rel}") != meta["sha256"]:
-                bad.append(rel)
+            size = int(fs.info(path)["size"])
+            if size != meta["size"]:
+                bad[rel] = f"{size} bytes, recorded {meta['size']}"
+            elif _sha256(fs, path) != meta["sha256"]:
+                bad[rel] = f"sha256 differs from the recorded one ({size} bytes)"
         except FileNotFoundError:
-            bad.append(rel)
-    return sorted(bad)
+            bad[rel] = "missing"
+    return bad
+
+
+def verify(step_path: str) -> list[str]:
+    """Names of the files listed in step.json that are missing or whose sha256 no longer matches."""
+    return sorted(damage(step_path))
+
+
+def corrupt_message(step_path: str, rel: str, what: str) -> str:
+    """The one-line error for a damaged file of a finished step, with the way to repair it."""
+    return (f"{storage.join(step_path, rel)} is damaged ({what}): the step's output no longer matches its "
+            f"step.json; repair it with `physlm repair {step_path}` (or rerun that step with --force)")
+
+
+def read_checked(step_path: str, rel: str, files: dict | None = None) -> bytes:
+    """The bytes of file `rel` of a finished step, checked against the size and sha256 in its step.json
+    (`files`: that table, if the caller has it); `CorruptStep` names a damaged or missing file."""
+    files = read_info(step_path)["files"] if files is None else files
+    meta = files.get(rel)
+    if meta is None:
+        raise CorruptStep(corrupt_message(step_path, rel, "not listed in step.json"))
+    try:
+        data = storage.read_bytes(storage.join(step_path, rel))
+    except FileNotFoundError:
+        raise CorruptStep(corrupt_message(step_path, rel, "missing")) from None
+    if len(data) != meta["size"]:
+        raise CorruptStep(corrupt_message(step_path, rel, f"{len(data)} bytes, recorded {meta['size']}"))
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise CorruptStep(corrupt_message(step_path, rel, f"sha256 differs from the recorded one ({len(data)} bytes)"))
+    return data
+
+
+def in_root(path: str, root: str | None = None) -> bool:
+    """Whether `path` lies under the root (default `PHYSLM_ROOT`), where every folder is a step's."""
+    root = storage.root() if root is None else root
+    p = str(path).rstrip("/")
+    if not storage.is_s3(p):
+        if storage.is_s3(root):
+            return False
+        p = os.path.normpath(os.path.abspath(p))
+    return p.startswith(root.rstrip("/") + "/")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -422,7 +474,9 @@ def run_step(step: Step, fn, force: bool = False, root: str | None = None) -> st
 # output folder (hard links on local disk, server-side copies on S3), so completion, step.json (with every
 # file's sha256) and _SUCCESS come exactly as for any other step, and the staging folder goes last.
 # A killed run leaves only whole parts in staging; the rerun keeps them (a part is a pure function of the
-# step, as the step is of its config and version) and writes only the missing ones.
+# step, as the step is of its config and version) and writes only the missing ones. Concurrent writers of
+# one step (local disk) share the staging folder; the first to finalize removes it, and a writer that then
+# finds its part or the staging folder gone takes the finished step instead of failing.
 
 
 def parts_path(step: Step, root: str | None = None) -> str:
@@ -442,7 +496,12 @@ def write_part(step: Step, part: str, fn, force: bool = False, root: str | None 
         return storage.join(final, part)
     url = storage.join(parts_path(step, root), part)
     if force or not storage.exists(url):
-        fn(url)
+        try:
+            fn(url)
+        except FileNotFoundError:  # a concurrent writer finished the step and removed the staging folder
+            if not force and _done(final):
+                return storage.join(final, part)
+            raise
     return url
 
 
@@ -468,6 +527,8 @@ def finalize_parts(step: Step, parts: list[str], info=None, force: bool = False,
         return step.path(root)
     missing = [p for p in parts if not storage.exists(storage.join(staging, p))]
     if missing:
+        if not force and step.done(root):  # a concurrent writer finished first and cleared the staging folder
+            return step.path(root)
         raise StepNotDone(f"step {step.name}-{step.hash}: {len(missing)} of {len(parts)} parts are not written "
                           f"yet (first: {missing[0]}); write every part before finalizing")
 
@@ -476,6 +537,11 @@ def finalize_parts(step: Step, parts: list[str], info=None, force: bool = False,
             _copy_part(storage.join(staging, p), storage.join(out, p))
         return info(out) if info else None
 
-    path = run_step(step, assemble, force=force, root=root)
+    try:
+        path = run_step(step, assemble, force=force, root=root)
+    except FileNotFoundError:
+        if not force and step.done(root):  # a concurrent writer finished first and cleared the staging folder
+            return step.path(root)
+        raise
     storage.remove(staging, recursive=True)
     return path

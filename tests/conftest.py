@@ -85,3 +85,76 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):  # cold start on 2 cores: platform-notes §8.1
         yield PREFECT_API_URL.value()
+
+
+# A moto server that can be stopped and restarted on the same port WITH its state. moto_server keeps
+# everything in memory, so a plain restart comes back empty; instead every request is recorded (moto's own
+# recorder, MOTO_ENABLE_RECORDING) and a restarted server replays the recording into its backend through
+# the WSGI app (werkzeug's test client, no network) BEFORE it opens the port: a client never sees it empty.
+_MOTO_LAUNCHER = r'''
+import base64, json, os, sys
+port, rec = int(sys.argv[1]), sys.argv[2]
+os.environ.update(MOTO_ENABLE_RECORDING="1", MOTO_RECORDER_FILEPATH=rec, MOTO_PORT=str(port))
+from urllib.parse import urlsplit
+from werkzeug.serving import run_simple
+from werkzeug.test import Client
+from moto.moto_api import recorder
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+app = DomainDispatcherApplication(create_backend_app)
+if os.path.exists(rec):
+    recorder._user_enabled = False  # the replay is not recorded again
+    client = Client(app)
+    with open(rec) as f:
+        for line in f:
+            e = json.loads(line)
+            body = base64.b64decode(e["body"]) if e.get("body_encoded") else (e.get("body") or b"")
+            headers = {k: v for k, v in e["headers"].items() if k.lower() != "transfer-encoding"}
+            u = urlsplit(e["url"])
+            client.open(u.path, query_string=u.query, method=e["method"], headers=headers, data=body)
+    recorder._user_enabled = True
+run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
+'''
+
+
+class RestartableMoto:
+    """A moto S3 server on a fixed port: `stop()` kills it (SIGKILL, as a crash), `start()` brings it back on
+    the same port with every bucket and object it had."""
+
+    def __init__(self, port: int, recording: str):
+        self.port, self.recording = port, recording
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.proc = None
+
+    def start(self, timeout: float = 30) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _MOTO_LAUNCHER, str(self.port), self.recording],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.endpoint, timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto did not answer on {self.endpoint} (exit code {self.proc.poll()})")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def restartable_moto(tmp_path):
+    """A `RestartableMoto`, started; stopped at the end of the test."""
+    if _moto_server_exe() is None:
+        pytest.skip("moto_server is not installed (install moto[server]); S3 tests need it")
+    server = RestartableMoto(free_port(), str(tmp_path / "moto-recording.jsonl"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
