@@ -75,7 +75,7 @@ def sample(
 @app.command()
 def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - for stdin.")) -> None:
     """Judge solutions: JSON lines {problem, solution[, answer]} in, one verdict per line out."""
-    from physlm.igsm.judge import _bad, judge_line
+    from physlm.igsm.judge import judge_line
 
     try:
         fh = sys.stdin if input == "-" else open(input, encoding="utf-8", errors="replace")
@@ -84,11 +84,7 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
     with fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
-                try:
-                    verdict = judge_line(line, n)
-                except RecursionError:  # JSON nested deeper than Python's parser goes: a verdict, not a crash
-                    verdict = _bad(n, "not valid JSON: nested too deeply")
-                sys.stdout.write(json.dumps(verdict) + "\n")
+                sys.stdout.write(json.dumps(judge_line(line, n)) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from physlm.igsm.labels import distance_to_query
 from physlm.igsm.record import graph_of
 from physlm.model import ModelConfig
 from physlm.presets import Preset, ProbeSection
-from physlm.steps import Step, finalize_parts, parts_path, require_done
+from physlm.steps import Step, exclusive, finalize_parts, parts_path, require_done
 from physlm.tokenizer import build_wordlevel, load as load_tokenizer
 from physlm.train import TrainConfig
 
@@ -118,12 +118,19 @@ def train_step(preset: Preset) -> Step:
 
 def run_train(step: Step, data_step: Step, force: bool = False) -> str:
     """Train (resuming from the staging folder), finish the step, register its checkpoints; returns the path."""
-    from physlm import data as pdata
-    from physlm.train import train
-
     if step.done() and not force:
         return step.path()
     require_done(data_step.path())  # the data step is the training distribution on record, online or not
+    with exclusive(step):  # a second trainer of this step waits here, then finds it done
+        if step.done() and not force:
+            return step.path()
+        return _train_and_finish(step, data_step, force)
+
+
+def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
+    from physlm import data as pdata
+    from physlm.train import train
+
     cfg: TrainStepConfig = step.config
     work = parts_path(step)
     tok = tokenizer_for(cfg.tokenizer)
@@ -185,6 +192,7 @@ def run_evaluate(step: Step, force: bool = False) -> str:
     decodings = {"greedy": decode.GREEDY, "beam4": decode.BEAM4}
 
     def body(out: str) -> dict:
+        require_done(train_path)
         model = checkpoint.load_model(train_path)
         tok = load_tokenizer(train_path)
         cid = final_checkpoint_id(train_path)
@@ -323,6 +331,8 @@ def run_probe_stage(step: Step, force: bool = False) -> str:
     cfg: ProbeSection = step.config
 
     def body(out: str) -> dict:
+        for path in step.inputs.values():  # never read an unfinished input (a reader's first duty)
+            require_done(path)
         train_path = step.inputs["train"]
         model = checkpoint.load_model(train_path)
         tok = load_tokenizer(train_path)

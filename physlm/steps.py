@@ -416,6 +416,21 @@ def _locked(lock_path: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def exclusive(step: Step, root: str | None = None):
+    """Hold `step` exclusively for a long write whose staging is shared (training): on a local root a flock
+    on `{root}/{name}/.lock-{hash}`, so a second writer waits and then finds the step done. On S3 there is
+    no lock (concurrent writers of one S3 step are not coordinated)."""
+    root = storage.root() if root is None else root
+    if storage.is_s3(root):
+        yield
+        return
+    folder = os.path.join(root, step.name)
+    os.makedirs(folder, exist_ok=True)
+    with _locked(os.path.join(folder, f".lock-{step_hash(step.name, step.config, step.inputs, step.version, root)}")):
+        yield
+
+
 def _run_local(step: Step, fn, final: str, force: bool, root: str) -> str:
     parent, h = os.path.split(final)
     os.makedirs(parent, exist_ok=True)

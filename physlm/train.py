@@ -273,6 +273,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
     stop = cfg.steps if until_step is None else min(cfg.steps, until_step)
     history, dropped = [], 0
     loss_acc, n_acc, t_log = torch.zeros((), device=device), 0, time.perf_counter()
+    # A checkpoint records the mean loss since the previous checkpoint: a resume starts exactly there, so a
+    # resumed run records the same losses as an uninterrupted one (the log window would not: it restarts).
+    ckpt_acc, ckpt_n = torch.zeros((), device=device), 0
     bar = None
     if cfg.progress and rank == 0:
         from tqdm import tqdm
@@ -291,6 +294,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
             torch.distributed.all_reduce(step_loss)  # sum of rank shares = global mean loss
         loss_acc += step_loss
         n_acc += 1
+        ckpt_acc += step_loss
+        ckpt_n += 1
         if bar is not None:
             bar.update(1)
 
@@ -315,12 +320,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
         if step % cfg.ckpt_every == 0 or step == stop:
             if rank == 0:
                 meta = {"model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "name": model_cfg.name,
-                        "tokens_seen": tokens_seen, "loss": history[-1]["loss"] if history else None,
+                        "tokens_seen": tokens_seen, "loss": float(ckpt_acc) / ckpt_n,
                         "position": position, "world": world}
                 ckpt_url = checkpoint.save(out_dir, step, model, opt, meta,
                                            {"position": position, "tokens_seen": tokens_seen})
                 if on_checkpoint is not None:
                     on_checkpoint({**meta, "step": step, "path": ckpt_url})
+            ckpt_acc.zero_()
+            ckpt_n = 0
             if world > 1:
                 torch.distributed.barrier()
             t_log = time.perf_counter()  # do not charge checkpoint I/O to throughput

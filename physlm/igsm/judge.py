@@ -43,6 +43,8 @@ def judge_line(line: str, line_no: int | None = None) -> dict:
         obj = json.loads(line)
     except ValueError as e:
         return _bad(line_no, f"not valid JSON: {e}")
+    except RecursionError:  # nested deeper than Python's parser goes: a verdict, not a crash
+        return _bad(line_no, "not valid JSON: nested too deeply")
     if not isinstance(obj, dict):
         return _bad(line_no, "each line must be a JSON object with 'problem' and 'solution'")
     missing = [k for k in ("problem", "solution") if not isinstance(obj.get(k), str)]
