@@ -1,6 +1,6 @@
 """Training throughput of physlm.train's step against a plain transformers GPT-2 loop, same shapes, same process.
 
-    python benchmarks/train.py [--layers 4 --heads 4 --n-ctx 256 --batch 8 --steps 30]
+    python benchmarks/train.py [--layers 4 --heads 4 --n-ctx 256 --batch 8 --steps 30 --threads 1 --loss-on all]
 
 Ours: one ``physlm.train.train_step`` per step (GPT2-ℓ-h + RoPE, masked loss, AdamW with decay groups,
 clipping) fed by ``OnlineProblems`` — the batch is generated, tokenized and packed inside the timed region.
@@ -28,14 +28,14 @@ from physlm.model import ModelConfig, build
 from physlm.train import NextTokenLoss, TrainConfig, make_optimizer, train_step
 
 
-def ours(mc: ModelConfig, batch: int):
+def ours(mc: ModelConfig, batch: int, loss_on: str = "all"):
     """A closure running one of our training steps (data included)."""
     tok = T.build_wordlevel()
-    cfg = TrainConfig(batch_size=batch, loss_on="all")
+    cfg = TrainConfig(batch_size=batch, loss_on=loss_on)
     model = build(mc).train()
     opt = make_optimizer(model, cfg, fused=False)
     data = OnlineProblems(GenConfig(family=Family("bench", max_op=6, max_edge=8)), tok)
-    batches = data.batches(None, n_ctx=mc.n_ctx, batch_size=batch, loss_on="all")
+    batches = data.batches(None, n_ctx=mc.n_ctx, batch_size=batch, loss_on=loss_on)
     cpu = torch.device("cpu")
     return lambda: train_step(NextTokenLoss(model, sparse=True), model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
 
@@ -73,14 +73,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--loss-on", choices=("all", "solution"), default="all",
+                    help="our loss targets: every token (the paper), or the solution only (the tiny preset; our LM "
+                         "head then runs on those positions only, while the HF loop computes every logit as it must "
+                         "for labels masked with -100)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     mc = ModelConfig(n_layer=args.layers, n_head=args.heads, vocab_size=T.build_wordlevel().vocab_size,
                      n_ctx=args.n_ctx)
     print(f"{mc.name} width {mc.width} vocab {mc.vocab_size} n_ctx {mc.n_ctx} batch {args.batch} "
-          f"threads {torch.get_num_threads()} torch {torch.__version__}")
-    a_step, b_step = ours(mc, args.batch), hf_gpt2(mc, args.batch)
+          f"threads {torch.get_num_threads()} loss on {args.loss_on} torch {torch.__version__}")
+    a_step, b_step = ours(mc, args.batch, args.loss_on), hf_gpt2(mc, args.batch)
     for _ in range(2):  # warm-up: allocator, oneDNN kernels
         a_step(), b_step()
     a, b = [], []

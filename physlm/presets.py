@@ -287,7 +287,7 @@ PRESETS: dict[str, Preset] = {
     "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL,
                         train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100),
                         evaluate=dataclasses.replace(_TINY_EVAL, limit=50),
-                        probe=_TINY_PROBE,
+                        probe=dataclasses.replace(_TINY_PROBE, layers=()),  # E10 comes from `tiny`; any depth
                         grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
     "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
                          train=_PAPER["med"][1], grid=SIZE1),

@@ -347,12 +347,14 @@ def test_roundtrip_random(g, fmt):
     match = [c for c in cands if render_problem(c, fmt) == text]
     assert match, text
     has_abstract = any(p[0] == ABSTRACT for p in g.params)
-    h = match[0]
-    check_valid(h)
-    sg, sh = summary(g, with_layers=has_abstract), summary(h, with_layers=has_abstract)
+    for h in match:
+        check_valid(h)
+    sg = summary(g, with_layers=has_abstract)
     # items never mentioned (childless top-layer items nobody refers to) cannot be recovered
     sg["items"] = [{nm for nm in layer if nm in text} for layer in sg["items"]]
-    assert sh == sg
+    # With abstract parameters the text alone can admit several layer readings (the answer or a solution
+    # picks one: judge.py); the true graph must be one of the readings that reproduce the text.
+    assert sg in [summary(h, with_layers=has_abstract) for h in match]
 
 
 FRAGMENTS = [" The number of each ", "A", "B C", "'s ", " equals ", "3", "the sum of ", "the difference of ",
