@@ -36,8 +36,8 @@ def ours(mc: ModelConfig, batch: int, loss_on: str = "all"):
     opt = make_optimizer(model, cfg, fused=False)
     data = OnlineProblems(GenConfig(family=Family("bench", max_op=6, max_edge=8)), tok)
     batches = data.batches(None, n_ctx=mc.n_ctx, batch_size=batch, loss_on=loss_on)
-    cpu = torch.device("cpu")
-    return lambda: train_step(NextTokenLoss(model, sparse=True), model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
+    cpu, loss = torch.device("cpu"), NextTokenLoss(model, sparse=True)
+    return lambda: train_step(loss, model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
 
 
 def hf_gpt2(mc: ModelConfig, batch: int):

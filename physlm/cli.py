@@ -245,7 +245,7 @@ def repair(
     damaged ones (a forced rerun of that step alone). Exit 0 when all is intact or repaired, 1 when damage remains."""
     import os
 
-    from physlm import repair as R, steps as S, storage
+    from physlm import repair as R, storage
     from physlm.presets import PresetError, resolve
 
     if paths and preset:
@@ -254,13 +254,7 @@ def repair(
         fail("--set needs --preset")
     try:
         if preset:
-            from physlm import datasets, stages
-
-            p = resolve(preset, sets)
-            candidates = [s.path() for s in datasets.generate_steps(p)]
-            candidates += [make(p).path() for make in (stages.train_step, stages.evaluate_step, stages.probe_step,
-                                                        stages.analyze_step)]
-            folders = [c for c in candidates if storage.exists(storage.join(c, S.SUCCESS))]
+            folders = R.preset_steps(resolve(preset, sets))
         elif paths:
             folders = [R.resolve_path(x) for x in paths]
         else:
@@ -302,17 +296,17 @@ def evaluate_model(
     """Evaluate any local causal LM on a preset's iGSM test sets (text prompts, the same checker)."""
     import os
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from physlm import datasets
+    from physlm.evaluate import EvalOptions, evaluate_rows, load_external, markdown, require_local_folder, \
+        write_results
     from physlm.presets import PresetError, resolve
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         p = resolve(preset, sets)
-    except PresetError as e:
+        require_local_folder(model_dir)  # before the test sets: the folder is what the user typed
+    except (PresetError, FileNotFoundError) as e:
         fail(str(e))
-    if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        fail(f"{model_dir} is not a model folder: it has no config.json (give a local transformers causal-LM "
-             "folder, as save_pretrained writes it)")
     from physlm.steps import CorruptStep, StepNotDone
     from physlm.storage import StorageError
 
@@ -324,7 +318,6 @@ def evaluate_model(
     if missing:
         fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
              f"run `physlm generate --preset {preset}` first")
-    from physlm.evaluate import EvalOptions, evaluate_rows, load_external, markdown, write_results
     from physlm.scoring import accuracy_table
     from physlm.shards import read_shards
 

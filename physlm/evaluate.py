@@ -121,17 +121,23 @@ def markdown(acc: list[dict]) -> str:
 
 
 
-def load_external(model_dir: str, tokenizer_dir: str | None = None):
-    """(model, TextCodec) for any local transformers causal-LM folder (never a hub id)."""
+def require_local_folder(folder: str, kind: str = "model") -> None:
+    """FileNotFoundError naming ``folder`` unless it is a local transformers ``kind`` ("model": holds a
+    config.json; "tokenizer": a tokenizer_config.json); cheap, so callers check before any other work."""
     import os
 
+    marker = {"model": "config.json", "tokenizer": "tokenizer_config.json"}[kind]
+    if not os.path.isfile(os.path.join(folder, marker)):
+        raise FileNotFoundError(f"{folder} is not a {kind} folder (not a local transformers {kind} folder: "
+                                f"{marker} missing; save_pretrained writes one)")
+
+
+def load_external(model_dir: str, tokenizer_dir: str | None = None):
+    """(model, TextCodec) for any local transformers causal-LM folder (never a hub id)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    for d in (model_dir, tokenizer_dir or model_dir):
-        if not os.path.isdir(d) or not os.path.exists(os.path.join(d, "config.json" if d == model_dir
-                                                                    else "tokenizer_config.json")):
-            raise FileNotFoundError(f"{d}: not a local transformers {'model' if d == model_dir else 'tokenizer'} "
-                                    f"folder (config.json / tokenizer_config.json missing)")
+    require_local_folder(model_dir, "model")
+    require_local_folder(tokenizer_dir or model_dir, "tokenizer")
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir, local_files_only=True)
     return model.eval(), TextCodec(tok)

@@ -64,6 +64,16 @@ def finished_steps(root: str | None = None) -> list[str]:
     return sorted(found, key=_order_key)
 
 
+def preset_steps(preset) -> list[str]:
+    """The finished step folders of a resolved preset (the stages that have run), in pipeline order."""
+    from physlm import datasets, stages
+
+    made = datasets.generate_steps(preset)
+    made += [make(preset) for make in (stages.train_step, stages.evaluate_step, stages.probe_step,
+                                       stages.analyze_step)]
+    return [s.path() for s in made if s.done()]
+
+
 def _order_key(path: str):
     name, h = path.rstrip("/").rsplit("/", 2)[-2:]
     return (ORDER.index(name) if name in ORDER else len(ORDER), name, h)
