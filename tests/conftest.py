@@ -1,4 +1,5 @@
-"""Shared fixtures: a moto S3 server for the session, and a fresh `s3://` root per test."""
+"""Shared fixtures: a fresh local root per test, a moto S3 server for the session, and a fresh `s3://` root
+per test."""
 
 import os
 import shutil
@@ -10,6 +11,15 @@ import urllib.request
 import uuid
 
 import pytest
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    """A fresh local PHYSLM_ROOT (``{tmp_path}/root``, not created yet); returns it as ``storage.root()`` sees it."""
+    from physlm import storage
+
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+    return storage.root()
 
 
 def free_port() -> int:

@@ -13,23 +13,13 @@ from physlm.datasets import finalize, generate_steps, plan, run_generate, run_ge
 from physlm.presets import resolve
 from physlm.shards import read_shards
 from physlm.steps import StepNotDone, parts_path, read_info, verify
+from fstree import mtimes
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=15"]
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
-
-
 def generate_all(overrides, processes=0):
     return {s.config.dataset: run_generate(s, processes=processes) for s in generate_steps(resolve("tiny", overrides))}
-
-
-def mtimes(folder):
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
-            for d, _, files in os.walk(folder) for f in files}
 
 
 def shard_hashes(paths: dict) -> dict:

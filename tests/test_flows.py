@@ -5,29 +5,19 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from flows.generate import generate
 from flows.reproduce import reproduce
 from physlm import storage
 from physlm.datasets import generate_steps, plan
 from physlm.presets import resolve
+from fstree import mtimes
 from prefect_runs import task_runs
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0",
          "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4",
          "probe.steps=2", "probe.batch_size=4", "probe.train_problems=6", "probe.test_problems=4", "probe.tasks=nece",
          "probe.device=cpu"]
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
-
-
-def mtimes(folder):
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(folder) for f in fs}
 
 
 def test_generate_flow_twice_second_all_cached(prefect_harness, root):

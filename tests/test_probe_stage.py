@@ -23,10 +23,9 @@ TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+def root(root):
     torch.set_num_threads(1)
-    return storage.root()
+    return root
 
 
 def weights(folder: str) -> dict[str, bytes]:

@@ -56,10 +56,9 @@ STAGES = ("generate", "train", "evaluate", "probe")
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
+def root(root, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return storage.root()
+    return root
 
 
 def run_pipeline(upto: str, overrides: list[str]) -> dict[str, float]:

@@ -161,11 +161,9 @@ def write_fixture(root: str) -> None:
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    r = storage.root()
-    write_fixture(r)
-    return r
+def root(root):
+    write_fixture(root)
+    return root
 
 
 # ---------------------------------------------------------------------------------------------------------

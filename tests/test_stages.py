@@ -15,12 +15,6 @@ TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems
         "evaluate.max_new_tokens=6"]
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
-
-
 def test_train_then_evaluate(root):
     p = resolve("tiny", TINY)
     for step in datasets.generate_steps(p):

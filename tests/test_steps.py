@@ -49,12 +49,6 @@ def write_rows(out: str) -> dict:
     return {"rows": 3}
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Identity
 

@@ -12,6 +12,7 @@ import torch
 
 from physlm import datasets, stages, storage, sweep as psweep
 from physlm.presets import Preset, resolve
+from fstree import mtimes
 from prefect_runs import task_runs
 
 torch.set_num_threads(1)
@@ -36,16 +37,6 @@ def celltask_runs(runs: dict, cell: str) -> set[str]:
 def cell_steps(preset):
     steps = [stages.train_step(preset), stages.evaluate_step(preset)]
     return steps + [stages.probe_step(preset)] if PROBE else steps
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
-
-
-def mtimes(folder):
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(folder) for f in fs}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -7,19 +7,12 @@ import sys
 
 import pytest
 
-from physlm import storage
 from physlm.datasets import generate_steps, run_generate
 from physlm.presets import resolve
 from physlm.warehouse import QueryError, query
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.ood_ops=5"]
 COUNTS = "select family, split, count(*) as n from problems group by all order by all"
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
-    return storage.root()
 
 
 def generate():
