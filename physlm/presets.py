@@ -14,7 +14,9 @@ family name: `data.family=hard`), and the changed tree is rebuilt so every `__po
 Presets (paper numbers from igsm-spec.md C.3, D; sizes of the training data are modest on purpose: the
 paper generates training data online, ~120 M problems per model, which the `train` stage will stream):
 
-- `tiny`: a CPU demo family (max_op 4, ip <= 6) with OOD ops 5 and 6, 2 x 2000 training problems, 200 per test set;
+- `tiny`: a CPU demo family (max_op 4, ip <= 6) with OOD ops 5 and 6, 2 x 2000 training problems, 200 per test set,
+  plus "test_seen" (fresh problems of the training templates: the family is too small for its template split
+  to be typical);
 - `med-pq`, `med-qp`, `hard-pq`, `hard-qp`: the paper's families and formats, 4096 problems per test cell;
 - `grid-tiny`, `grid-size1`, `grid-size2`: the depth x width grids (model shapes `GPT2-l-h`; the sweep issue
   fills in how they train).
@@ -70,6 +72,10 @@ class DataConfig:
     """Allow childless items (spec E.5)."""
     train_bins: int = 17
     """Template-hash bins (mod 23) below this are train, the rest test."""
+    test_seen: bool = False
+    """Also make "test_seen": fresh problems (their own seeds) of the training templates (hash < train_bins)
+    and op law, in distribution in every respect. For families too small for the template split to be
+    typical: in `tiny` every op-1 test template is a childless "= 0" query that training never shows."""
     online: bool = False
     """Train on fresh problems generated on the fly from the train dataset's config (as the paper did)
     instead of its shards (the shards are still written: they are the training distribution on record)."""
@@ -111,6 +117,7 @@ class DataConfig:
         out = {
             "train": (base, self.train_shards * self.problems_per_shard),
             "test_id": (base.with_(split="test"), self.test_problems),
+            **({"test_seen": (base, self.test_problems)} if self.test_seen else {}),
             f"test_op{top}": (base.with_(split="test", op=top), self.test_problems),
         }
         for k in ood:
@@ -257,7 +264,7 @@ class Preset:
 SIZE1 = ("GPT2-4-21", "GPT2-8-15", "GPT2-12-12", "GPT2-16-10", "GPT2-20-9")
 SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
 _TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200,
-                        online=True)
+                        online=True, test_seen=True)
 _TINY_MODEL = ModelSection(shape="GPT2-2-2", n_ctx=256)
 _TINY_TRAIN = TrainConfig(steps=1200, batch_size=16, lr=3e-3, warmup=100, weight_decay=0.05, loss_on="solution",
                           ckpt_every=250, log_every=50, num_threads=1, progress=True)

@@ -97,6 +97,7 @@ def _heat(panels: list[tuple[str, list, list, np.ndarray]], xlabel: str, ylabel:
 
 
 def _accuracy(rows):
+    by_op = _accuracy_by_op(rows)
     rows = [r for r in rows if r["op"] == -1]
     sets = sorted({r["test_set"] for r in rows}, key=test_set_order)
     series, errors, notes = {}, {}, []
@@ -109,7 +110,30 @@ def _accuracy(rows):
         parts = [f"{s} {_pct(by[s]['accuracy'])} (CI {_pct(by[s]['ci_low'])}–{_pct(by[s]['ci_high'])}, "
                  f"n={by[s]['n']})" for s in sorted(by, key=test_set_order)]
         notes.append(f"{label}: " + "; ".join(parts))
-    return notes, _bars(sets, series, "fully-correct accuracy", errors=errors)
+    if not by_op:
+        return notes, _bars(sets, series, "fully-correct accuracy", errors=errors)
+    ops, op_series, op_notes = by_op
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    _bars(sets, series, "fully-correct accuracy", title="by test set", errors=errors, ax=left)
+    _bars([f"op {k}" for k in ops], op_series, "fully-correct accuracy", title="in distribution, by op", ax=right)
+    fig.tight_layout()
+    return notes + op_notes, fig
+
+
+def _accuracy_by_op(rows):
+    """The in-distribution test sets (test_id, test_seen: the training op law), per op: (ops, series, notes)."""
+    per_op = [r for r in rows if r["op"] != -1]
+    mixed = sorted({r["test_set"] for r in per_op if test_set_order(r["test_set"])[0] == 0}, key=test_set_order)
+    if not mixed:
+        return None
+    ops = sorted({r["op"] for r in per_op if r["test_set"] in mixed})
+    series, notes = {}, []
+    for key in sorted({(r["model"], r["decoding"], r["test_set"]) for r in per_op if r["test_set"] in mixed}):
+        by = {r["op"]: r for r in per_op if (r["model"], r["decoding"], r["test_set"]) == key}
+        series[" ".join(key)] = [_num(by[k]["accuracy"]) if k in by else math.nan for k in ops]
+        notes.append(" ".join(key) + " by op: " + "; ".join(
+            f"op {k} {_pct(by[k]['accuracy'])} (n={by[k]['n']})" for k in sorted(by)))
+    return ops, series, notes
 
 
 def _unnecessary(rows):

@@ -29,7 +29,7 @@ def shard_hashes(paths: dict) -> dict:
 
 def test_generate_writes_every_dataset_and_second_run_is_cached(root):
     paths = generate_all(SMALL)
-    assert list(paths) == ["train", "test_id", "test_op4", "test_op5", "test_op6", "test_reask"]
+    assert list(paths) == ["train", "test_id", "test_seen", "test_op4", "test_op5", "test_op6", "test_reask"]
     info = read_info(paths["train"])
     assert info["rows"] == {"shard_00000.parquet": 20, "shard_00001.parquet": 20} and info["rows_total"] == 40
     assert info["config"]["dataset"] == "train" and verify(paths["train"]) == []
@@ -45,6 +45,19 @@ def test_generate_writes_every_dataset_and_second_run_is_cached(root):
     assert {r["status"] for r in plan(steps)} == {"cached"}
     assert generate_all(SMALL) == paths
     assert mtimes(root) == before  # nothing rewritten, nothing added
+
+
+def test_seen_set_is_fresh_problems_of_the_training_templates(root):
+    paths = generate_all(SMALL + ["data.test_problems=60"])  # tiny has test_seen on
+    assert "test_seen" in paths
+    seen, train = read_shards(paths["test_seen"]), read_shards(paths["train"])
+    assert seen.num_rows == 60 and set(seen.column("dataset").to_pylist()) == {"test_seen"}
+    assert set(seen.column("split").to_pylist()) == {"train"} and max(seen.column("template_hash").to_pylist()) < 17
+    assert len(set(seen.column("op").to_pylist())) > 1  # the training op law, not one forced op
+    assert not set(seen.column("problem").to_pylist()) & set(train.column("problem").to_pylist())
+    assert not set(seen.column("seed").to_pylist()) & set(train.column("seed").to_pylist())
+    off = generate_all(SMALL + ["data.test_seen=false"])
+    assert "test_seen" not in off and off["train"] == paths["train"]  # the knob touches no other dataset
 
 
 def test_one_knob_regenerates_only_the_affected_datasets(root):

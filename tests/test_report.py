@@ -195,6 +195,8 @@ def test_report_has_every_section_with_a_valid_plot(root, tmp_path):
         assert h > 50 and w > 50
     assert page.count("<b>Paper:</b>") == len(analysis.QUERIES)
     assert "GPT2-4-4 greedy: test_id 91.7%" in page  # 11 of 12 in distribution (the fixture)
+    assert "GPT2-4-4 greedy test_id by op: op 1 100.0% (n=4); op 2 100.0% (n=4); op 3 75.0% (n=4)" in page
+    assert "test_op7 by op" not in page and "test_reask by op" not in page  # one op each: no by-op line
     assert "about 80% at the largest out-of-distribution op" in page  # the paper's finding beside it
 
 
