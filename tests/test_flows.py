@@ -25,7 +25,7 @@ def test_generate_flow_twice_second_all_cached(prefect_harness, root):
     paths = first.result()
     runs = task_runs(first)
     assert runs["generate-train-00001"] == "Completed" and runs["generate-train"] == "Completed"
-    assert len(runs) == 2 + 5 + 6  # shards of train + one shard per test set + one step task per dataset
+    assert len(runs) == 2 + 6 + 7  # shards of train + one shard per test set + one step task per dataset
     before = mtimes(root)
 
     second = generate(preset="tiny", overrides=SMALL, return_state=True)
@@ -40,7 +40,7 @@ def test_dry_run_lists_steps_and_writes_nothing(prefect_harness, root):
     state = generate(preset="tiny", overrides=SMALL, dry_run=True, return_state=True)
     assert state.result() == {} and task_runs(state) == {} and not os.path.exists(root)
     rows = plan(generate_steps(resolve("tiny", SMALL)))
-    assert [r["status"] for r in rows] == ["will-run"] * 6
+    assert [r["status"] for r in rows] == ["will-run"] * 7
 
 
 def test_force_regenerates(prefect_harness, root):
@@ -72,7 +72,7 @@ def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):
                           "select family, split, count(*) as n from problems group by all order by all",
                           "--format", "csv"], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",40']
+    assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",50']  # train + test_seen
 
 
 def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
@@ -82,7 +82,7 @@ def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
     sets = [x for kv in SMALL for x in ("--set", kv)]
     out = cli("generate", "--preset", "tiny", *sets)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(storage.listdir(os.path.join(root, "generate"))) == 6
+    assert len(storage.listdir(os.path.join(root, "generate"))) == 7
     out = cli("run", *sets, "--dry-run")
     assert out.returncode == 0 and "train plan: train-" in out.stdout + out.stderr
     assert "evaluate plan: evaluate-" in out.stdout + out.stderr
