@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from physlm import checkpoint, decode, probe
+from physlm import checkpoint, probe
 from physlm import tokenizer as T
 from physlm.data import OnlineProblems
 from physlm.evaluate import EvalOptions, PhyslmCodec, evaluate_rows

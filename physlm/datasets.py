@@ -1,10 +1,10 @@
 """The generate step: one content-addressed step per dataset of a preset, written shard by shard.
 
-A preset's `data` section names the datasets (`DataConfig.datasets()`: "train", "test_id",
-"test_seen" when `data.test_seen` is on, "test_op{max}", one "test_op{k}" per OOD op, "test_reask"). Each becomes a `Step("generate",
-GenerateConfig(...), version=VERSION)` living at `{root}/generate/{hash}/` with `shard_{i:05d}.parquet`
-files (the problem record schema), and a step.json holding the resolved config, every shard's sha256
-and row count. The preset's name is not in the hash: `tiny` and `grid-tiny` share their data.
+A preset's `data` section names the datasets (`DataConfig.datasets()`: "train", "test_id", "test_seen"
+when `data.test_seen` is on, "test_op{max}", one "test_op{k}" per OOD op, "test_reask"). Each becomes a
+`Step("generate", GenerateConfig(...), version=VERSION)` living at `{root}/generate/{hash}/` with
+`shard_{i:05d}.parquet` files (the problem record schema), and a step.json holding the resolved config,
+every shard's sha256 and row count. The preset's name is not in the hash: `tiny` and `grid-tiny` share their data.
 
 Shards are independent (seeded from (seed, dataset, shard), `physlm.shards`), so a step is written in
 parts (`physlm.steps.write_part` / `finalize_parts`): any number of tasks make shards in parallel into

@@ -123,12 +123,12 @@ def _accuracy(rows):
 def _accuracy_by_op(rows):
     """The in-distribution test sets (test_id, test_seen: the training op law), per op: (ops, series, notes)."""
     per_op = [r for r in rows if r["op"] != -1]
-    mixed = sorted({r["test_set"] for r in per_op if test_set_order(r["test_set"])[0] == 0}, key=test_set_order)
-    if not mixed:
+    in_dist = {r["test_set"] for r in per_op if test_set_order(r["test_set"])[0] == 0}
+    if not in_dist:
         return None
-    ops = sorted({r["op"] for r in per_op if r["test_set"] in mixed})
+    ops = sorted({r["op"] for r in per_op if r["test_set"] in in_dist})
     series, notes = {}, []
-    for key in sorted({(r["model"], r["decoding"], r["test_set"]) for r in per_op if r["test_set"] in mixed}):
+    for key in sorted({(r["model"], r["decoding"], r["test_set"]) for r in per_op if r["test_set"] in in_dist}):
         by = {r["op"]: r for r in per_op if (r["model"], r["decoding"], r["test_set"]) == key}
         series[" ".join(key)] = [_num(by[k]["accuracy"]) if k in by else math.nan for k in ops]
         notes.append(" ".join(key) + " by op: " + "; ".join(
