@@ -92,7 +92,7 @@ def main() -> None:
           f"-> needs ~{need / per_worker:.1f} workers (have {args.workers})")
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, rank 0 evaluates and probes
-    device = torch.device("cpu" if args.dry_run else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = probe.resolve_device("cpu" if args.dry_run else "auto")
     model = model.to(device).eval()
     if args.eval:
         evaluate(model, tok, gen, args.eval, mc.n_ctx)
@@ -124,7 +124,7 @@ def probe_nece(model, tok, gen: GenConfig, steps: int, device: torch.device) -> 
     test_rows = generate_shard(gen.with_(split="test"), 2, "probe_test", 0, 128).to_pylist()
     cfg = probe.ProbeConfig(task="nece", steps=steps, batch_size=64, lr=2e-3, device=device.type)
     t = time.perf_counter()
-    for name, m in (("vprobe", model), ("random_init", probe.random_init_like(model, 1).to(device))):
+    for name, m in (("vprobe", model), ("random_init", probe.random_init_like(model, 1))):  # run_probe moves it
         metrics = probe.run_probe(m, tok, train_rows, test_rows, cfg, "gpu_train", name)[1]
         r = next(x for x in metrics if x["slice"] == "all")
         print(f"probe nece {name}: accuracy {r['accuracy']:.1%} (majority {r['majority_accuracy']:.1%}), "

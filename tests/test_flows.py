@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-
 from flows.generate import generate
 from flows.reproduce import reproduce
 from physlm import storage
