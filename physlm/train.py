@@ -231,6 +231,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     if cuda:
+        if device.index is None:  # torch >= 2.11's set_device wants an index: "cuda" = the current device
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
