@@ -16,8 +16,9 @@ Then, on the trained weights: greedy fully-correct and answer accuracy, by op, o
 problems (template hash >= 17, the training op law), on as many fresh problems of the training templates
 ("test_seen") and at op = max_op; and the V-probes of ``--probe-tasks`` (``--probe-steps`` steps; trained on
 train-split problems, tested on test-split ones) against the same probe on a randomly initialised model and
-the majority class. ``--json PATH`` also writes every figure (loss curve included) to a JSON file. A short run is far from the paper's 100k steps: the
-accuracies say how far this much training gets, the throughput is what to plan a real run with.
+the majority class. ``--json PATH`` also writes every figure (loss curve included) to a JSON file. A short run
+is far from the paper's 100k steps: the accuracies say how far this much training gets, the throughput is what
+to plan a real run with.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def main() -> None:
     ap.add_argument("--probe-tasks", default="nece", help="comma-separated V-probe tasks (spec C.5)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--eval", type=int, default=256, help="test problems per evaluation set (0: skip)")
-    ap.add_argument("--probe-steps", type=int, default=2000, help="nece V-probe steps (0: skip the probe)")
+    ap.add_argument("--probe-steps", type=int, default=2000,
+                    help="V-probe steps per task and model (0: skip the probes)")
     ap.add_argument("--dry-run", action="store_true", help="tiny model, CPU, a few steps: checks the script runs")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
