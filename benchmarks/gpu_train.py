@@ -1,4 +1,4 @@
-"""GPU runbook check: train GPT2-12-12 at context 768 on online iGSM-med data (spec C.1-C.2), then evaluate and probe it.
+"""GPU runbook check: train GPT2-12-12 at context 768 on online iGSM-med data (spec C.1-C.2), evaluate and probe it.
 
     python benchmarks/gpu_train.py [--steps 300 --batch 64 --micro 32 --workers 8]   # on a CUDA machine
     torchrun --nproc_per_node 8 benchmarks/gpu_train.py ...                         # DDP
@@ -39,7 +39,8 @@ from physlm import checkpoint, probe
 from physlm import tokenizer as T
 from physlm.data import OnlineProblems
 from physlm.evaluate import EvalOptions, PhyslmCodec, evaluate_rows
-from physlm.igsm.config import HARD, MED, Family, GenConfig
+from physlm.igsm.config import Family, GenConfig
+from physlm.igsm.config import family as named_family
 from physlm.igsm.generate import generate
 from physlm.model import ModelConfig
 from physlm.presets import TINY
@@ -72,7 +73,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     tok = T.build_wordlevel()
-    family: Family = {"med": MED, "hard": HARD, "tiny": TINY}[args.family]
+    family: Family = TINY if args.family == "tiny" else named_family(args.family)
     if args.dry_run:
         args.model, args.n_ctx, args.steps, args.batch, args.micro, args.workers, args.log_every = (
             "GPT2-2-2", 256, 4, 4, 2, 0, 2)
@@ -121,7 +122,7 @@ def main() -> None:
     if args.eval:
         report["accuracy"] = evaluate(model, tok, gen, args.eval, mc.n_ctx)
     if args.probe_steps:
-        report["probes"] = [r for t in tasks for r in run_probes(model, tok, gen, t, args.probe_steps, device)]
+        report["probes"] = run_probes(model, tok, gen, tasks, args.probe_steps, device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, default=str)
@@ -149,19 +150,23 @@ def evaluate(model, tok, gen: GenConfig, n: int, n_ctx: int) -> list[dict]:
     return acc
 
 
-def run_probes(model, tok, gen: GenConfig, task: str, steps: int, device: torch.device) -> list[dict]:
-    """One V-probe task (spec C.5) on this model and on a random-init one of the same shape."""
+def run_probes(model, tok, gen: GenConfig, tasks: list[str], steps: int, device: torch.device) -> list[dict]:
+    """The V-probe ``tasks`` (spec C.5) on this model and on a random-init one of the same shape, all on the same
+    train-split and test-split problems."""
     train_rows = generate_shard(gen.with_(split="train"), 2, "probe_train", 0, max(64, steps // 2)).to_pylist()
     test_rows = generate_shard(gen.with_(split="test"), 2, "probe_test", 0, 128).to_pylist()
-    cfg = probe.ProbeConfig(task=task, steps=steps, batch_size=64, lr=2e-3, device=device.type)
-    t, out = time.perf_counter(), []
-    for name, m in (("vprobe", model), ("random_init", probe.random_init_like(model, 1))):  # run_probe moves it
-        metrics = probe.run_probe(m, tok, train_rows, test_rows, cfg, "gpu_train", name)[1]
-        r = next(x for x in metrics if x["slice"] == "all")
-        print(f"probe {task} {name}: accuracy {r['accuracy']:.1%} (majority {r['majority_accuracy']:.1%}), "
-              f"MCC {r['mcc'] if r['mcc'] is not None else float('nan'):.3f}, n={r['n']}")
-        out += [{**x, "model": name} for x in metrics]
-    print(f"probe {task}: {time.perf_counter() - t:.0f} s")
+    models = (("vprobe", model), ("random_init", probe.random_init_like(model, 1)))  # run_probe moves them
+    out = []
+    for task in tasks:
+        cfg = probe.ProbeConfig(task=task, steps=steps, batch_size=64, lr=2e-3, device=device.type)
+        t = time.perf_counter()
+        for name, m in models:
+            metrics = probe.run_probe(m, tok, train_rows, test_rows, cfg, "gpu_train", name)[1]
+            r = next(x for x in metrics if x["slice"] == "all")
+            print(f"probe {task} {name}: accuracy {r['accuracy']:.1%} (majority {r['majority_accuracy']:.1%}), "
+                  f"MCC {r['mcc'] if r['mcc'] is not None else float('nan'):.3f}, n={r['n']}")
+            out += [{**x, "model": name} for x in metrics]
+        print(f"probe {task}: {time.perf_counter() - t:.0f} s")
     return out
 
 
