@@ -6,7 +6,10 @@ of sha256 over a canonical JSON of exactly these four things:
 
 - `name`;
 - the *semantic* config fields, recursively: all but those declared `field(metadata={"hash": False})`,
-  knobs that change how a result is made, not what it is (worker processes, progress bars);
+  knobs that change how a result is made, not what it is (worker processes, progress bars). A field
+  declared `field(metadata=HASH_IF_SET)` enters only when it differs from its default: that is how an
+  option is added to a config without moving any existing step id (a new model or family knob is absent
+  from every hash made before it existed, and from every hash that leaves it at its default);
 - `version`: code is not hashed (that would rerun everything on every refactor); whoever changes what a
   step outputs bumps its version, an explicit promise (marin's reasoning);
 - `inputs`: a path under the root enters *relative to it* (`generate/1a2b3c4d`), so a pipeline has the
@@ -63,6 +66,8 @@ from datetime import datetime, timezone
 from physlm import __version__, storage
 
 SUCCESS = "_SUCCESS"
+HASH_IF_SET = {"hash": "if_set"}
+"""Field metadata: the field enters the step hash only when its value differs from its default."""
 INFO = "step.json"
 HASH_LEN = 8
 PACKAGES = ("numpy", "pyarrow", "torch", "transformers", "prefect", "duckdb", "fsspec", "s3fs")
@@ -95,6 +100,8 @@ def _jsonable(obj, semantic: bool, where: str):
             if semantic and not f.metadata.get("hash", True):
                 continue
             v = getattr(obj, f.name)
+            if semantic and f.metadata.get("hash") == "if_set" and v == _default(f):
+                continue
             if f.type in (float, "float") and isinstance(v, int) and not isinstance(v, bool):
                 v = float(v)
             out[f.name] = _jsonable(v, semantic, f"{where}.{f.name}")
@@ -113,6 +120,14 @@ def _jsonable(obj, semantic: bool, where: str):
         f"config value {where} has type {type(obj).__name__}, which has no deterministic JSON form; "
         "use None/bool/int/float/str, enums, tuples, lists, dicts with str keys, or nested dataclasses"
     )
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"config field {f.name}: HASH_IF_SET needs a default")
 
 
 def config_to_dict(cfg) -> dict:

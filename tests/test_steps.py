@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from physlm import storage
-from physlm.steps import (Step, StepNotDone, config_from_dict, config_to_dict, read_info, require_done,
+from physlm.steps import (HASH_IF_SET, Step, StepNotDone, config_from_dict, config_to_dict, read_info, require_done,
                           run_step, step_hash, verify)
 
 
@@ -110,6 +110,23 @@ def test_hash_invariances():
     assert_same_version(config=Gen(formats=["pq"]))  # list == tuple
     assert step_hash("g", Gen(lr=1)) == step_hash("g", Gen(lr=1.0))  # equal configs, equal hashes
     assert_same_version(inputs={"data": "/r/generate/1a2b3c4d/"})
+
+
+@dataclass(frozen=True)
+class GenWithKnob(Gen):
+    """`Gen` plus an option added later: hashed only when set (steps.HASH_IF_SET)."""
+
+    knob: int = field(default=0, metadata=HASH_IF_SET)
+    knobs: tuple[int, ...] = field(default_factory=tuple, metadata=HASH_IF_SET)
+
+
+def test_option_added_later_keeps_every_id_until_set():
+    assert_same_version(config=GenWithKnob())  # the class grew a field: no existing id moves
+    assert_same_version(config=GenWithKnob(knob=0, knobs=()))
+    assert_diff_version(config=GenWithKnob(knob=1))
+    assert_diff_version(config=GenWithKnob(knobs=(1,)))
+    assert h(config=GenWithKnob(knob=1)) != h(config=GenWithKnob(knob=2))
+    assert config_to_dict(GenWithKnob())["knob"] == 0  # step.json's resolved config still records it
 
 
 def test_inputs_hash_relative_to_root():

@@ -1,0 +1,153 @@
+"""Golden step ids of every preset: users' cached roots depend on them.
+
+Every step of every named preset (each dataset, train, evaluate, probe, analyze, and the sweep table of the
+grid presets over seeds 0 and 1) is pinned here. A refactor must leave them all unchanged; a change that
+alters what a step outputs changes its id on purpose, with a version bump and the reason in the commit
+message, and updates the pin in the same commit. New config fields enter no existing id while they hold
+their default (``steps.HASH_IF_SET``).
+"""
+
+import pytest
+
+from physlm import presets
+
+GOLDEN = {
+    'tiny': {
+        'generate:train': 'e4a0906d',
+        'generate:test_id': 'b0bf9a55',
+        'generate:test_seen': 'b31b8e97',
+        'generate:test_op4': 'd1519a0e',
+        'generate:test_op5': '3541af71',
+        'generate:test_op6': 'ee3ec020',
+        'generate:test_reask': '48a09617',
+        'train': '6212c5ea',
+        'evaluate': 'a2c4e841',
+        'probe': '42d55144',
+        'analyze': 'e951c3b5',
+    },
+    'med-pq': {
+        'generate:train': 'f9e011d4',
+        'generate:test_id': '0256044b',
+        'generate:test_op15': '7694796c',
+        'generate:test_op20': '9e272922',
+        'generate:test_op21': '3ab10d40',
+        'generate:test_op22': 'c5511046',
+        'generate:test_op23': '8ca0585a',
+        'generate:test_reask': 'd1f80051',
+        'train': 'f2c7da85',
+        'evaluate': '82d1b171',
+        'probe': 'fe6b9593',
+        'analyze': '9aec3545',
+    },
+    'med-qp': {
+        'generate:train': '19da129b',
+        'generate:test_id': 'db804db4',
+        'generate:test_op15': 'f6fab24a',
+        'generate:test_op20': 'ee76f09e',
+        'generate:test_op21': '190bebba',
+        'generate:test_op22': '67911041',
+        'generate:test_op23': 'ac01aa25',
+        'generate:test_reask': 'a4e5e676',
+        'train': 'edb53fa4',
+        'evaluate': '55703459',
+        'probe': '9321c775',
+        'analyze': 'ff92d54c',
+    },
+    'hard-pq': {
+        'generate:train': '7d4016d4',
+        'generate:test_id': 'a8abf97a',
+        'generate:test_op21': 'ef88cfeb',
+        'generate:test_op28': '6bdeb4f2',
+        'generate:test_op29': 'd68d9695',
+        'generate:test_op30': '5745dbf2',
+        'generate:test_op31': 'bbbfabe9',
+        'generate:test_op32': 'f468d9c7',
+        'generate:test_reask': 'ed96c2eb',
+        'train': '4ddd331d',
+        'evaluate': 'bde50207',
+        'probe': 'e6d37b03',
+        'analyze': 'ccd2de39',
+    },
+    'hard-qp': {
+        'generate:train': '92ee9e6a',
+        'generate:test_id': 'd1ccf300',
+        'generate:test_op21': '7fcbdd9a',
+        'generate:test_op28': '06c86ae1',
+        'generate:test_op29': '505b32b7',
+        'generate:test_op30': '3f0e49a2',
+        'generate:test_op31': '274dd1b8',
+        'generate:test_op32': 'ee5388fb',
+        'generate:test_reask': 'b01e2fc6',
+        'train': '301eb779',
+        'evaluate': '66d7977f',
+        'probe': '542d5a94',
+        'analyze': '9382eff9',
+    },
+    'grid-tiny': {
+        'generate:train': 'e4a0906d',
+        'generate:test_id': 'b0bf9a55',
+        'generate:test_seen': 'b31b8e97',
+        'generate:test_op4': 'd1519a0e',
+        'generate:test_op5': '3541af71',
+        'generate:test_op6': 'ee3ec020',
+        'generate:test_reask': '48a09617',
+        'train': '770f6268',
+        'evaluate': 'd95d6b67',
+        'probe': '64bae9ce',
+        'analyze': '61664d23',
+        'sweep': '7a1c643a',
+    },
+    'grid-size1': {
+        'generate:train': 'f9e011d4',
+        'generate:test_id': '0256044b',
+        'generate:test_op15': '7694796c',
+        'generate:test_op20': '9e272922',
+        'generate:test_op21': '3ab10d40',
+        'generate:test_op22': 'c5511046',
+        'generate:test_op23': '8ca0585a',
+        'generate:test_reask': 'd1f80051',
+        'train': 'f2c7da85',
+        'evaluate': '82d1b171',
+        'probe': '7ecd0d66',
+        'analyze': '20ae0367',
+        'sweep': 'ec7b57d0',
+    },
+    'grid-size2': {
+        'generate:train': 'f9e011d4',
+        'generate:test_id': '0256044b',
+        'generate:test_op15': '7694796c',
+        'generate:test_op20': '9e272922',
+        'generate:test_op21': '3ab10d40',
+        'generate:test_op22': 'c5511046',
+        'generate:test_op23': '8ca0585a',
+        'generate:test_reask': 'd1f80051',
+        'train': 'f2c7da85',
+        'evaluate': '82d1b171',
+        'probe': '7ecd0d66',
+        'analyze': '20ae0367',
+        'sweep': '28f706d2',
+    },
+}
+
+
+def step_ids(preset) -> dict[str, str]:
+    """``{step label: hash}`` of every step a preset plans (nothing is run, nothing is generated)."""
+    from physlm import datasets, stages, sweep
+
+    out = {f"generate:{s.config.dataset}": s.hash for s in datasets.generate_steps(preset)}
+    out["train"] = stages.train_step(preset).hash
+    out["evaluate"] = stages.evaluate_step(preset).hash
+    out["probe"] = stages.probe_step(preset).hash
+    out["analyze"] = stages.analyze_step(preset).hash
+    if preset.grid:
+        out["sweep"] = sweep.sweep_step(preset, (0, 1), sweep.cell_eval_paths(preset, (0, 1))).hash
+    return out
+
+
+def test_every_preset_is_pinned():
+    assert sorted(GOLDEN) == sorted(presets.PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_preset_step_ids_are_unchanged(name, root):
+    assert step_ids(presets.PRESETS[name]) == GOLDEN[name]
