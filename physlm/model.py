@@ -18,9 +18,17 @@ Parameter counts: a block holds 12d² + 13d parameters (qkv 3d²+3d, out d²+d, 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+
+from physlm.steps import HASH_IF_SET
+
+
+CANON_PLACEMENTS = "ABCD"
+"""Canon sites of a block (physlm/canon.py): A attention input, B q/k/v, C MLP input, D inside the MLP."""
+CANON_INITS = ("torch", "normal", "zero")
+"""Canon weight inits: Conv1d's default U(+-1/sqrt(k)) as the Part 4.1 code, N(0, init_std), or zero."""
 
 
 class ModelConfigError(ValueError):
@@ -49,6 +57,17 @@ class ModelConfig:
     """MLP activation (a transformers ACT2FN name); GPT-2's tanh-GELU by default."""
     init_std: float = 0.02
     """Normal init std of every Linear/Embedding (GPT-2's)."""
+    # Options added after the paper's model (HASH_IF_SET: at their defaults they enter no step id).
+    rotary_fraction: float = field(default=1.0, metadata=HASH_IF_SET)
+    """Share of each head's dims that RoPE rotates (1 = full, the paper's; GPT-NeoX's own default is 0.25)."""
+    canon: str = field(default="", metadata=HASH_IF_SET)
+    """Canon layer sites, a subset of "ABCD" in that order (physlm/canon.py); "" = none (the paper's model)."""
+    canon_kernel: int = field(default=4, metadata=HASH_IF_SET)
+    """Canon convolution width: the current token and the k-1 before it."""
+    canon_residual: bool = field(default=True, metadata=HASH_IF_SET)
+    """Canon output = input + conv(input) (recommended for Transformers) or conv(input) alone."""
+    canon_init: str = field(default="torch", metadata=HASH_IF_SET)
+    """Canon weight init: "torch" (Conv1d's default, as the Part 4.1 code), "normal" (init_std) or "zero"."""
 
     def __post_init__(self) -> None:
         for f in ("n_layer", "n_head", "head_dim", "vocab_size", "n_ctx"):
@@ -60,6 +79,17 @@ class ModelConfig:
             raise ModelConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
         if self.rope_theta <= 0:
             raise ModelConfigError(f"rope_theta: must be > 0, got {self.rope_theta}")
+        rot = self.head_dim * self.rotary_fraction
+        if not 0 < self.rotary_fraction <= 1 or rot != int(rot) or int(rot) % 2:
+            raise ModelConfigError(f"rotary_fraction: must be in (0, 1] and rotate an even number of the "
+                                   f"{self.head_dim} head dims, got {self.rotary_fraction}")
+        if self.canon and (any(p not in CANON_PLACEMENTS for p in self.canon)
+                           or list(self.canon) != sorted(set(self.canon))):
+            raise ModelConfigError(f"canon: a subset of {CANON_PLACEMENTS!r} in that order, e.g. 'AC', got {self.canon!r}")
+        if not 1 <= self.canon_kernel <= 16:
+            raise ModelConfigError(f"canon_kernel: must be in 1..16, got {self.canon_kernel}")
+        if self.canon_init not in CANON_INITS:
+            raise ModelConfigError(f"canon_init: must be one of {CANON_INITS}, got {self.canon_init!r}")
 
     @property
     def width(self) -> int:
@@ -85,10 +115,15 @@ class ModelConfig:
         return asdict(self)
 
     # -------------------------------------------------------------- sizes
+    def canon_params(self) -> int:
+        """Canon weights: k per channel at each site of each block (A: d, B: 3d, C: d, D: 4d channels)."""
+        widths = {"A": 1, "B": 3, "C": 1, "D": 4}
+        return self.n_layer * self.canon_kernel * self.width * sum(widths[p] for p in self.canon)
+
     def non_embedding_params(self) -> int:
-        """12d² + 13d per block (spec C.1 table) + the final LayerNorm's 2d."""
+        """12d² + 13d per block (spec C.1 table) + the final LayerNorm's 2d (+ Canon weights, if any)."""
         d = self.width
-        return self.n_layer * (12 * d * d + 13 * d) + 2 * d
+        return self.n_layer * (12 * d * d + 13 * d) + 2 * d + self.canon_params()
 
     def params(self) -> int:
         """All trainable parameters: blocks + token embedding (+ the LM head when untied)."""
@@ -103,25 +138,37 @@ class ModelConfig:
 
 
 def hf_config(cfg: ModelConfig):
-    """The transformers ``GPTNeoXConfig`` that realises GPT-2 + RoPE for ``cfg``."""
+    """The transformers config that realises GPT-2 + RoPE for ``cfg``: a ``GPTNeoXConfig``, or with Canon
+    layers its subclass ``physlm.canon.CanonConfig``."""
     from transformers import GPTNeoXConfig
 
-    return GPTNeoXConfig(
+    kind, extra = GPTNeoXConfig, {}
+    if cfg.canon:
+        from physlm.canon import CanonConfig
+
+        kind, extra = CanonConfig, dict(canon=cfg.canon, canon_kernel=cfg.canon_kernel,
+                                        canon_residual=cfg.canon_residual, canon_init=cfg.canon_init)
+    return kind(**extra,
         vocab_size=cfg.vocab_size, hidden_size=cfg.width, num_hidden_layers=cfg.n_layer,
         num_attention_heads=cfg.n_head, intermediate_size=4 * cfg.width, hidden_act=cfg.activation,
         max_position_embeddings=cfg.n_ctx, initializer_range=cfg.init_std, layer_norm_eps=1e-5,
         attention_dropout=cfg.dropout, hidden_dropout=cfg.dropout, attention_bias=True,
         use_parallel_residual=False,  # GPT-2's sequential residual, not NeoX's parallel attn+MLP
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": 1.0},
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.rotary_fraction},
         tie_word_embeddings=cfg.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=None,
         use_cache=True)
 
 
 def build(cfg: ModelConfig, attn: str = "sdpa"):
-    """A freshly initialised ``GPTNeoXForCausalLM`` (fp32, on CPU) for ``cfg``; ``attn`` = "sdpa" | "eager"."""
+    """A freshly initialised ``GPTNeoXForCausalLM`` (``physlm.canon.CanonForCausalLM`` with Canon layers), fp32,
+    on CPU, for ``cfg``; ``attn`` = "sdpa" | "eager"."""
     from transformers import GPTNeoXForCausalLM
 
-    model = GPTNeoXForCausalLM._from_config(hf_config(cfg), attn_implementation=attn)
+    if cfg.canon:
+        from physlm.canon import CanonForCausalLM as cls
+    else:
+        cls = GPTNeoXForCausalLM
+    model = cls._from_config(hf_config(cfg), attn_implementation=attn)
     got = sum(p.numel() for p in model.parameters())
     assert got == cfg.params(), f"built {got} params, ModelConfig.params() says {cfg.params()}"
     return model
@@ -146,7 +193,8 @@ def save(model, folder: str) -> None:
 
 
 def load(folder: str, attn: str = "sdpa"):
-    """Reload a model written by :func:`save` (or any local GPTNeoX folder)."""
-    from transformers import GPTNeoXForCausalLM
+    """Reload a model written by :func:`save` (or any local GPTNeoX folder; Canon models included)."""
+    import physlm.canon  # noqa: F401  (registers the Canon config with the Auto classes)
+    from transformers import AutoModelForCausalLM
 
-    return GPTNeoXForCausalLM.from_pretrained(folder, attn_implementation=attn)
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn, local_files_only=True)

@@ -136,12 +136,27 @@ class ModelSection:
     rope_theta: float = 10000.0
     tokenizer: str = "whole"
     """Word-level tokenizer: item names as whole tokens ("whole") or word by word ("words")."""
+    rotary_fraction: float = 1.0
+    """Share of each head's dims rotated by RoPE (physlm.model.ModelConfig)."""
+    canon: str = ""
+    """Canon layer sites, a subset of "ABCD" (physlm/canon.py); "" = none."""
+    canon_kernel: int = 4
+    canon_residual: bool = True
+    canon_init: str = "torch"
+    """"torch" (Conv1d's default, as the Part 4.1 code), "normal" or "zero"."""
+
+    def options(self) -> dict:
+        """The ModelConfig fields this section sets besides the shape."""
+        return dict(n_ctx=self.n_ctx, rope_theta=self.rope_theta, rotary_fraction=self.rotary_fraction,
+                    canon=self.canon, canon_kernel=self.canon_kernel, canon_residual=self.canon_residual,
+                    canon_init=self.canon_init)
 
     def __post_init__(self):
         try:
-            ModelConfig.from_name(self.shape, n_ctx=self.n_ctx, rope_theta=self.rope_theta)  # validates
+            ModelConfig.from_name(self.shape, **self.options())  # validates
         except ValueError as e:
-            raise ConfigError(f"model.shape/n_ctx/rope_theta: {e}") from None
+            raise ConfigError(f"model.{e}" if str(e).split(":")[0] in self.options() else
+                              f"model.shape/n_ctx/rope_theta: {e}") from None
         if self.tokenizer not in ("whole", "words"):
             raise ConfigError(f"model.tokenizer: must be 'whole' or 'words', got {self.tokenizer!r}")
 

@@ -109,8 +109,7 @@ def train_step(preset: Preset) -> Step:
     check_context(preset)
     data = datasets.step_for(preset, "train")
     tok = tokenizer_for(preset.model.tokenizer)
-    mc = ModelConfig.from_name(preset.model.shape, vocab_size=tok.vocab_size, n_ctx=preset.model.n_ctx,
-                               rope_theta=preset.model.rope_theta)
+    mc = ModelConfig.from_name(preset.model.shape, vocab_size=tok.vocab_size, **preset.model.options())
     cfg = TrainStepConfig(model=mc, train=preset.train, tokenizer=preset.model.tokenizer,
                           online=preset.data.online)
     return Step("train", cfg, inputs={"data": data.path()}, version=TRAIN_VERSION)

@@ -146,8 +146,8 @@ class NextTokenLoss(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.sparse:
-            return masked_loss_sum(self.model(input_ids=ids).logits, ids, mask)
-        hidden = self.model.base_model(input_ids=ids).last_hidden_state  # (b, T, d), after the final LayerNorm
+            return masked_loss_sum(self.model(input_ids=ids, use_cache=False).logits, ids, mask)
+        hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state  # (b, T, d), after the final LayerNorm
         sel = mask[:, 1:]  # hidden state t predicts token t+1
         logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
         return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
