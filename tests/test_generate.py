@@ -171,3 +171,25 @@ def test_structure_respects_edge_count_and_widths():
         assert all(w0 <= s <= w1 for s in b.sizes)
         assert all(any(k in c for c in b.children[i]) for i in range(d - 1) for k in range(b.sizes[i + 1]))
     assert math.isfinite(build.op_bound(b))
+
+
+def test_fewer_names_knob_restricts_the_world_and_keeps_default_draws():
+    from physlm.igsm import vocab
+
+    small = Family("small", max_op=4, max_edge=6, subcategories=2, items=5)
+    v = vocab.load()
+    allowed = {n for h in range(4) for c in range(4) for s in range(2) for n in v.items(h, c, s)[:5]}
+    seen = set()
+    for s in range(300):
+        p = generate(GenConfig(family=small), s)
+        seen |= {n for layer in p.graph.items for n in layer}
+        assert check(p.graph, p.solution, p.answer).correct
+    assert seen <= allowed and len(seen) > 0.8 * len(allowed)
+    # The knobs at their defaults are the whole vocabulary: the very same problems as before they existed.
+    full = Family("small", max_op=4, max_edge=6, subcategories=5, items=20)
+    plain = Family("small", max_op=4, max_edge=6)
+    assert all(generate(GenConfig(family=full), s) == generate(GenConfig(family=plain), s) for s in range(20))
+    with pytest.raises(ConfigError, match="family.items"):
+        Family("x", max_op=4, max_edge=6, items=3)  # a layer may hold 4 items
+    with pytest.raises(ConfigError, match="family.subcategories"):
+        Family("x", max_op=4, max_edge=6, subcategories=0)

@@ -12,6 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from physlm.igsm.graph import LETTERS
+from physlm.igsm.vocab import N_ITEMS, N_SUBCATEGORIES
+
+HASH_IF_SET = {"hash": "if_set"}
+"""physlm.steps.HASH_IF_SET (spelt out: the generator does not import the pipeline): a knob added after the
+paper's enters a step id only when set, so existing datasets keep their ids."""
 
 
 class ConfigError(ValueError):
@@ -30,6 +35,11 @@ class Family:
     """Allowed structure depths d (layers); the paper's softmax over {2,3,4} is restricted to these."""
     widths: tuple[int, ...] = (2, 3, 4)
     """Allowed layer widths (items per layer); w0 <= w1 are drawn from the same restricted softmax."""
+    subcategories: int = field(default=N_SUBCATEGORIES, metadata=HASH_IF_SET)
+    """Sub-categories per category the world uses (its first ones); 5 = all, the paper's."""
+    items: int = field(default=N_ITEMS, metadata=HASH_IF_SET)
+    """Item names per sub-category the world uses (its first ones); 20 = all. Fewer names: each is seen more
+    often in training, and the item -> category knowledge of abstract parameters is learnt sooner."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -46,6 +56,11 @@ class Family:
             raise ConfigError(
                 f"family.max_edge: {self.max_edge} is smaller than the fewest edges any allowed shape needs "
                 f"((d-1)*w for d in {self.depths}, w in {self.widths})")
+        if not 1 <= self.subcategories <= N_SUBCATEGORIES:
+            raise ConfigError(f"family.subcategories: must be in 1..{N_SUBCATEGORIES}, got {self.subcategories}")
+        if not max(self.widths) <= self.items <= N_ITEMS:
+            raise ConfigError(f"family.items: must be in {max(self.widths)}..{N_ITEMS} (a layer holds up to "
+                              f"max(widths) = {max(self.widths)} distinct items), got {self.items}")
         object.__setattr__(self, "depths", tuple(sorted(set(self.depths))))
         object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
         if self.max_op > self.op_limit():

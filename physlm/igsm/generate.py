@@ -139,7 +139,8 @@ def _try_build(cfg: GenConfig, rng: random.Random, target: int) -> tuple[Build, 
 
 def _graph(b: Build, cfg: GenConfig, rng: random.Random) -> Graph:
     """Names, formulas, constants and values for a finished build (the code's ``parse``)."""
-    _, layers, items = vocab.draw(rng, b.d, b.sizes)
+    fam = cfg.family
+    _, layers, items = vocab.draw(rng, b.d, b.sizes, fam.subcategories, fam.items)
     g = Graph(layers=list(layers), items=[list(x) for x in items])
     # values are computed along a random topological order of the whole G_d (the code's problem_order)
     order = _random_topological(b, rng)

@@ -82,26 +82,32 @@ def load() -> Vocabulary:
     return _parse(json.loads(text))
 
 
-def draw(rng: random.Random, d: int, sizes: list[int]) -> tuple[int, list[str], list[list[str]]]:
+def draw(rng: random.Random, d: int, sizes: list[int], subcategories: int = N_SUBCATEGORIES,
+         items_per: int = N_ITEMS) -> tuple[int, list[str], list[list[str]]]:
     """Draw the per-problem vocabulary (spec A.1): a hierarchy, ``d`` consecutive categories of it, and for
     layer ``i`` ``sizes[i]`` distinct items from one uniformly chosen sub-category.
 
+    ``subcategories``/``items_per`` restrict the world to the first sub-categories of each category and
+    their first items (a family knob: fewer names, each seen more often); the defaults are the whole
+    vocabulary, and then the draws are exactly the spec's.
+
     Returns ``(hierarchy index, layer category names, layer item names)``. The rng calls are, in order:
-    ``randrange(4)``, ``randrange(4 - d + 1)``, then per layer ``randrange(5)`` and ``sample(items, size)``.
+    ``randrange(4)``, ``randrange(4 - d + 1)``, then per layer ``randrange(subcategories)`` and
+    ``sample(items, size)``.
     """
     if not 1 <= d <= 4:
         raise ValueError(f"depth d must be in 1..4, got {d}")
     if len(sizes) != d:
         raise ValueError(f"need one layer size per layer: d={d} but {len(sizes)} sizes given")
     for i, size in enumerate(sizes):
-        if not 1 <= size <= N_ITEMS:
-            raise ValueError(f"layer {i} size must be in 1..{N_ITEMS}, got {size}")
+        if not 1 <= size <= items_per:
+            raise ValueError(f"layer {i} size must be in 1..{items_per}, got {size}")
     vocab = load()
     h = rng.randrange(len(HIERARCHIES))
     start = rng.randrange(4 - d + 1)
     layer_names = list(HIERARCHIES[h][start:start + d])
     items: list[list[str]] = []
     for i, size in enumerate(sizes):
-        sub = rng.randrange(N_SUBCATEGORIES)
-        items.append(rng.sample(vocab.items(h, start + i, sub), size))
+        sub = rng.randrange(subcategories)
+        items.append(rng.sample(vocab.items(h, start + i, sub)[:items_per], size))
     return h, layer_names, items
