@@ -14,11 +14,12 @@ import time
 
 import torch
 
-from physlm import decode
+from physlm.model import decode
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.model import ModelConfig, build, load
-from physlm.tokenizer import build_wordlevel
+from physlm.config import ModelConfig
+from physlm.model.gpt import build, load
+from physlm.model.tokenizer import build_wordlevel
 
 
 def main() -> None:

@@ -8,7 +8,7 @@
 A variant is a preset (default ``tiny``) plus ``--set key=value`` overrides: every knob of the pipeline
 (model shape and options, training recipe, the family and op law of the data) is one, so a variant run here
 is exactly what ``physlm run --preset P --set ...`` would train. Each seed trains with the real
-``physlm.train.train`` loop on online problems of the preset's training data, for ``--steps`` optimizer
+``physlm.model.train.train`` loop on online problems of the preset's training data, for ``--steps`` optimizer
 steps, ``--tokens`` tokens, or ``--minutes`` of wall time (a short calibration run measures the step rate
 first; the LR schedule then spans the steps that fit).
 
@@ -41,16 +41,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from physlm import datasets, presets, stages
-from physlm.data import OnlineProblems
-from physlm.evaluate import EvalOptions, PhyslmCodec, evaluate_rows
+from physlm import presets
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
-from physlm.model import ModelConfig
-from physlm.scoring import wilson
-from physlm.shards import problem_seed, shard_seed
-from physlm.train import train
+from physlm.model.data import OnlineProblems
+from physlm.model.scoring import wilson
+from physlm.model.train import train
+from physlm.stages import generate as gen_stage
+from physlm.stages import train as train_stage
+from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows
+from physlm.store.shards import problem_seed, shard_seed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "learnability.jsonl")
@@ -67,10 +68,9 @@ EVAL_SEED = 7919
 def setup(preset_name: str, overrides: list[str]):
     """(preset, tokenizer, model config, training GenConfig) of a variant."""
     p = presets.resolve(preset_name, overrides)
-    tok = stages.tokenizer_for(p.model.tokenizer)
-    mc = ModelConfig.from_name(p.model.shape, vocab_size=tok.vocab_size, **p.model.options())
-    gen = datasets.step_for(p, "train").config.gen
-    return p, tok, mc, gen
+    tok = train_stage.tokenizer_for(p.tokenizer)
+    gen = gen_stage.dataset_step(p, "train").config.gen
+    return p, tok, p.model, gen
 
 
 def steps_for_minutes(p, tok, mc, gen, minutes: float, threads: int) -> tuple[int, float]:
@@ -84,7 +84,7 @@ def steps_for_minutes(p, tok, mc, gen, minutes: float, threads: int) -> tuple[in
 
 def train_variant(p, tok, mc, gen, steps: int, seed: int, threads: int):
     """Train one seed; returns (model, summary, wall seconds)."""
-    from physlm import checkpoint
+    from physlm.store import checkpoint
 
     cfg = dataclasses.replace(p.train, steps=steps, seed=seed, ckpt_every=steps, log_every=max(1, steps // 30),
                               progress=False, num_threads=threads)

@@ -1,8 +1,8 @@
-"""Training throughput of physlm.train's step against a plain transformers GPT-2 loop, same shapes, same process.
+"""Training throughput of physlm.model.train's step against a plain transformers GPT-2 loop, same shapes, same process.
 
     python benchmarks/train.py [--layers 4 --heads 4 --n-ctx 256 --batch 8 --steps 30 --threads 1 --loss-on all]
 
-Ours: one ``physlm.train.train_step`` per step (GPT2-ℓ-h + RoPE, masked loss, AdamW with decay groups,
+Ours: one ``physlm.model.train.train_step`` per step (GPT2-ℓ-h + RoPE, masked loss, AdamW with decay groups,
 clipping) fed by ``OnlineProblems`` — the batch is generated, tokenized and packed inside the timed region.
 Baseline: ``GPT2LMHeadModel`` (dropout 0 everywhere, SDPA) + ``torch.optim.AdamW`` + clipping on random ids
 of the same (batch, n_ctx) and vocabulary, ``labels=ids``. Both fp32 on CPU. The two alternate step by
@@ -21,11 +21,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from physlm import tokenizer as T
-from physlm.data import OnlineProblems
+from physlm.model import tokenizer as T
+from physlm.model.data import OnlineProblems
 from physlm.igsm.config import Family, GenConfig
-from physlm.model import ModelConfig, build
-from physlm.train import NextTokenLoss, TrainConfig, make_optimizer, train_step
+from physlm.config import ModelConfig
+from physlm.model.gpt import build
+from physlm.config import TrainConfig
+from physlm.model.train import NextTokenLoss, make_optimizer, train_step
 
 
 def ours(mc: ModelConfig, batch: int, loss_on: str = "all"):

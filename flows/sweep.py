@@ -1,12 +1,12 @@
 """The sweep flow: the depth x width grid of a preset (`grid-tiny`, `grid-size1`, `grid-size2`, or any preset
 with `grid=GPT2-2-2,GPT2-4-2`) x seeds over ONE dataset (spec C.7, E9). Deployed on a cron schedule.
 
-1. the data: the generate flow, once (every cell shares it; cached after the first run);
-2. every cell (physlm.sweep.cells: the preset + ``model.shape=...`` + ``train.seed=...``) as a chain of
-   Prefect tasks, train -> evaluate -> probe, all cells submitted at once
-   (the task runner / work pool runs them concurrently; `gpu` concurrency slots throttle them). Each task is
-   cached by its step: a finished cell is never recomputed, a rerun with nothing changed is all cache hits,
-   and a cell whose train or evaluate fails fails alone (the others finish and stay cached);
+1. the data: every generate step of the preset, once (every cell shares it; cached after the first run);
+2. every cell (physlm.stages.sweep.cells: the preset + ``model.shape=...`` + ``train.seed=...``) as a chain of
+   tasks, train -> evaluate -> probe, all cells submitted at once (the task runner / work pool runs them
+   concurrently; `gpu` concurrency slots throttle them). Each task is cached by its step: a finished cell is
+   never recomputed, a rerun with nothing changed is all cache hits, and a cell whose train or evaluate
+   fails fails alone (the others finish and stay cached);
 3. the sweep table step (`sweep.parquet`, `sweep.md`) once every cell is evaluated; the pivot is printed and
    published as the `sweep` markdown artifact. If cells failed, they are listed and the flow fails at the
    end (no partial table is ever cached under the full grid's hash); the rerun redoes only those cells.
@@ -14,33 +14,21 @@ with `grid=GPT2-2-2,GPT2-4-2`) x seeds over ONE dataset (spec C.7, E9). Deployed
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import table
-from flows.generate import generate
-from physlm import stages, storage, sweep as psweep
+from physlm import plan
 from physlm.presets import resolve
-from tasks.evaluate import evaluate as evaluate_task
-from tasks.sweep import sweep_table
-from tasks.train import train as train_task
+from physlm.stages import evaluate, generate, probe, sweep as psweep, train
+from physlm.store import storage
+from tasks.step import run_part, run_step
+
+CELL = ("train", "evaluate", "probe")
+"""The stages of one cell, in order."""
 
 
 class SweepCellsFailed(RuntimeError):
     """Some cells of the sweep failed; the others finished (and are cached)."""
-
-
-def probe_task():
-    """HOOK for the probe stage (issue 6): the probe task chained after evaluate in each cell, or None while
-    the stage does not exist yet (`tasks/probe.py` with a `probe(preset, overrides, force)` task and
-    `physlm.stages.probe_step`). The sweep table does not read probe outputs; the cells just produce them."""
-    if not hasattr(stages, "probe_step"):
-        return None
-    try:
-        from tasks.probe import probe
-    except ImportError:
-        return None
-    return probe
 
 
 def _warm_imports() -> None:
@@ -48,73 +36,90 @@ def _warm_imports() -> None:
     thread-safe on first import (two cells importing it at once fail with "cannot import name ...")."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM  # noqa: F401
 
-    import physlm.train  # noqa: F401
+    import physlm.model.train  # noqa: F401
 
 
-def _status(step, force: bool) -> str:
-    return "cached" if step.done() and not force else "will-run"
+def cell_steps(preset: str, overrides: list[str], seeds: list[int]) -> dict[str, list]:
+    """`{cell: [(stage, step), ...]}`: each cell's train, evaluate and probe steps."""
+    p = resolve(preset, overrides)
+    out = {}
+    for name, ovr in psweep.cells(p, seeds, overrides):
+        cp = resolve(preset, ovr)
+        out[name] = [("train", train.train_step(cp)), ("evaluate", evaluate.evaluate_step(cp)),
+                     ("probe", probe.probe_step(cp))]
+    return out
+
+
+def _plan_table(cells: dict[str, list], force: bool) -> str:
+    rows = [{"cell": name, **{f"{s} step": step.id for s, step in pairs},
+             **{s: plan.status(step, force) for s, step in pairs}} for name, pairs in cells.items()]
+    return plan.table(rows, ("cell", *CELL, *(f"{s} step" for s in CELL)))
+
+
+def _data(preset: str, overrides: list[str]) -> None:
+    """Every generate step of the preset (shards, then the step), as in the study's flow."""
+    p = resolve(preset, overrides)
+    steps = generate.plan(p)
+    processes = generate.processes_for(p, steps)
+    done = []
+    for step in steps:
+        parts = [] if step.done() else run_part.with_options(
+            task_run_name=f"generate-{step.config.dataset}-{{part:05d}}").map(
+            unmapped("generate"), unmapped(step), generate.parts(step), processes=unmapped(processes))
+        done.append(run_step.with_options(task_run_name=f"generate-{step.config.dataset}").submit(
+            "generate", step, wait_for=parts))
+    for fut in done:
+        fut.result()
 
 
 @flow(name="sweep", log_prints=True)
 def sweep(preset: str = "grid-tiny", overrides: list[str] = [], seeds: list[int] = [0, 1],  # noqa: B006
           dry_run: bool = False, force: bool = False) -> str:
-    """Train, evaluate (and probe) every cell of `preset`'s grid x `seeds`, then the sweep table; returns the
+    """Train, evaluate and probe every cell of `preset`'s grid x `seeds`, then the sweep table; returns the
     sweep step path. `force` reruns every cell's stages and the table (the data stays cached)."""
     p = resolve(preset, overrides)
     seeds = [int(s) for s in seeds]
-    cell_list = psweep.cells(p, seeds, overrides)
-    probe = probe_task()
-    plan, eval_paths = [], {}
-    for name, ovr in cell_list:
-        cp = resolve(preset, ovr)
-        tstep, estep = stages.train_step(cp), stages.evaluate_step(cp)
-        eval_paths[name] = estep.path()
-        plan.append({"cell": name, "train": tstep.hash, "train status": _status(tstep, force),
-                     "evaluate": estep.hash, "evaluate status": _status(estep, force)})
-        if probe is not None:
-            pstep = stages.probe_step(cp)
-            plan[-1].update({"probe": pstep.hash, "probe status": _status(pstep, force)})
-    sstep = psweep.sweep_step(p, seeds, eval_paths)
-    print(f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cell_list)} cells"
-          f"{'' if probe else ' (probe stage not available yet: cells are train -> evaluate)'}; "
-          f"table {sstep.id} {_status(sstep, force)}\n"
-          + table(plan, ["cell", "train", "train status", "evaluate", "evaluate status"]
-                  + (["probe", "probe status"] if probe else [])))
-    generate(preset=preset, overrides=overrides, dry_run=dry_run)
+    cells = cell_steps(preset, overrides, seeds)
+    sstep = psweep.sweep_step(p, seeds, {name: dict(pairs)["evaluate"].path() for name, pairs in cells.items()})
+    print(f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
+          f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}")
     if dry_run:
         return sstep.path()
-
-    # ---- every cell's chain at once; a failed train leaves its evaluate NotReady, the other cells run on
+    _data(preset, overrides)
     _warm_imports()
-    last = {}
-    for name, ovr in cell_list:
-        t = train_task.with_options(task_run_name=f"train-{name}").submit(preset, ovr, force=force)
-        e = evaluate_task.with_options(task_run_name=f"evaluate-{name}").submit(preset, ovr, force=force,
-                                                                                 wait_for=[t])
-        last[name] = [t, e]
-        if probe is not None:
-            last[name].append(probe.with_options(task_run_name=f"probe-{name}").submit(preset, ovr, force=force,
-                                                                                       wait_for=[e]))
-    failed = {}
-    for name, futures in last.items():
-        for fut in futures:
-            fut.wait()
-        bad = [f"{fut.state.name}: {_message(fut.state)}" for fut in futures if not fut.state.is_completed()]
-        if bad:
-            failed[name] = bad[0]
+    failed = _run_cells(cells, force)
     if failed:
         lines = "\n".join(f"  {name}: {why}" for name, why in failed.items())
-        print(f"sweep: {len(failed)} of {len(cell_list)} cells failed (the others are done and cached):\n{lines}")
-        raise SweepCellsFailed(f"{len(failed)} of {len(cell_list)} sweep cells failed: {', '.join(failed)}; "
+        print(f"sweep: {len(failed)} of {len(cells)} cells failed (the others are done and cached):\n{lines}")
+        raise SweepCellsFailed(f"{len(failed)} of {len(cells)} sweep cells failed: {', '.join(failed)}; "
                                "rerun the sweep to redo only those")
-
-    path = sweep_table.with_options(task_run_name="sweep-table")(preset, overrides, seeds, force=force)
+    path = run_step.with_options(task_run_name="sweep-table")("sweep", sstep, force=force)
     pivot = storage.read_bytes(storage.join(path, "sweep.md")).decode()
     print(f"sweep {p.name} ({sstep.id}): best accuracy of {len(seeds)} seed(s) x decodings\n{pivot}")
     create_markdown_artifact(key="sweep", markdown=f"# Depth x width sweep ({p.name}, {sstep.id})\n\n"
                                                    f"Best of seeds {seeds} x decodings {list(p.evaluate.decodings)}"
                                                    f"\n\n{pivot}")
     return path
+
+
+def _run_cells(cells: dict[str, list], force: bool) -> dict[str, str]:
+    """Every cell's chain at once; returns `{cell: why}` of the cells that failed (a failed train leaves its
+    evaluate NotReady, the other cells run on)."""
+    chains = {}
+    for name, pairs in cells.items():
+        futures = []
+        for stage, step in pairs:
+            futures.append(run_step.with_options(task_run_name=f"{stage}-{name}").submit(
+                stage, step, force=force, wait_for=futures[-1:]))
+        chains[name] = futures
+    failed = {}
+    for name, futures in chains.items():
+        for fut in futures:
+            fut.wait()
+        bad = [f"{fut.state.name}: {_message(fut.state)}" for fut in futures if not fut.state.is_completed()]
+        if bad:
+            failed[name] = bad[0]
+    return failed
 
 
 def _message(state) -> str:

@@ -1,17 +1,15 @@
-"""The ``physlm`` command line (typer). Commands that need no orchestration live here directly:
+"""The ``physlm`` command line (typer): the commands that need no orchestration.
 
     physlm sample --family med --count N --seed S [--op K] [--format pq|qp] [--split train|test] [--reask]
     physlm check [--input FILE|-]
-
-and the orchestrated ones (README §6), each running its Prefect flow:
-
-    physlm run [--preset tiny] [--set key=value ...] [--dry-run] [--force]      (the reproduce flow)
-    physlm generate|train|evaluate|probe|analyze|sweep --preset P [--set k=v ...] [--dry-run] [--force]
     physlm sql "SELECT ..." | --query NAME [--format table|csv|json]            (DuckDB over PHYSLM_ROOT)
     physlm report [--out DIR]                                                   (the HTML report)
     physlm repair [PATH ...] [--preset P [--set k=v ...]] [--dry-run]            (verify + recompute damaged steps)
+    physlm evaluate-model MODEL_DIR [...]                                        (any local causal LM)
 
-Bad input is a one-line message on stderr and exit status 2, never a traceback.
+The pipeline's commands (``physlm run``, ``physlm generate|train|...|sweep``), which run Prefect flows, are
+added to this same ``app`` by flows/cli.py, the console entry point: the library never imports the
+orchestration layer. Bad input is a one-line message on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +20,9 @@ from typing import Optional
 
 import typer
 
-from physlm.igsm.config import ConfigError, Family, GenConfig, family as named_family
+from physlm.config import ConfigError
+from physlm.igsm.config import Family, GenConfig
+from physlm.igsm.config import family as named_family
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="physlm: iGSM data, training, evaluation and probing for 'Physics of LMs 2.1'.")
@@ -49,7 +49,7 @@ def sample(
 ) -> None:
     """Print problems as JSON lines (id, family, format, split, op, ip, problem, solution, answer, ...)."""
     from physlm.igsm.generate import GenerationError, generate
-    from physlm.shards import problem_seed, shard_seed
+    from physlm.store.shards import problem_seed, shard_seed
 
     try:
         fam = named_family(family) if max_op is None and max_edge is None else Family(
@@ -87,99 +87,18 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
                 sys.stdout.write(json.dumps(judge_line(line, n)) + "\n")
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Orchestrated commands: each runs its Prefect flow (so runs show in the Prefect UI), on Prefect's embedded
-# ephemeral API unless PREFECT_API_URL points at a server. The CLI is the one place in physlm/ that reaches
-# up to the orchestration layer (flows/), and only lazily, inside the commands: it is an entry point, not
-# library code. Preset and overrides are validated before Prefect is even imported.
-
-PREFECT_DEFAULTS = {
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # a cold ephemeral server on 2 cores is slow
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # offline machines: no telemetry attempts
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_OFFLINE": "1",
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "physlm",  # training progress (loss, tokens/s) in the flow's log
-}
-STAGES = {"generate": "generate", "train": "train", "evaluate": "evaluate", "probe": "probe",
-          "analyze": "analyze", "sweep": "sweep", "run": "reproduce"}
-
-
-def _check_root() -> None:
-    """Fail with one line, before any work, when PHYSLM_ROOT cannot be reached (S3 endpoint down, no credentials)."""
-    from physlm import storage
-
-    try:
-        storage.listdir(storage.root())
-    except storage.StorageError as e:
-        fail(str(e))
-
-
-def _run_flow(module: str, preset: str, sets: list[str], dry_run: bool, force: bool, **extra) -> None:
-    import importlib
-    import os
-
-    from physlm.presets import PresetError, resolve
-
-    try:
-        p = resolve(preset, sets)
-        if module != "generate":  # everything downstream trains on windows of model.n_ctx tokens
-            from physlm.stages import check_context
-            check_context(p)
-    except ConfigError as e:  # PresetError included
-        fail(str(e))
-    _check_root()
-    for k, v in PREFECT_DEFAULTS.items():
-        os.environ.setdefault(k, v)
-    flow = getattr(importlib.import_module(f"flows.{module}"), module)
-    try:
-        flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force, **extra)
-    except Exception as e:  # the flow's log already has the traceback; the CLI contract is one line
-        fail(f"flow {module} failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}", code=1)
-
-
-def _stage_command(name: str, module: str, default_preset: Optional[str]):
-    def command(
-        preset: str = typer.Option(default_preset or ..., help="Preset name (physlm/presets.py)."),
-        sets: list[str] = typer.Option([], "--set", help="Override, key=value (repeatable), e.g. data.train_shards=3."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List each step, its hash, cached or will-run; do nothing."),
-        force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
-    ) -> None:
-        _run_flow(module, preset, sets, dry_run, force)
-
-    command.__doc__ = ("Run the whole study for a preset (the reproduce flow)." if name == "run"
-                       else f"Run the {module} flow for a preset (and what it needs upstream).")
-    return command
-
-
-for _name, _module in STAGES.items():
-    if _name != "sweep":
-        app.command(name=_name)(_stage_command(_name, _module, "tiny" if _name == "run" else None))
-
-
-@app.command(name="sweep")
-def sweep_command(
-    preset: str = typer.Option(..., help="A grid preset: grid-tiny (CPU), grid-size1, grid-size2."),
-    sets: list[str] = typer.Option([], "--set", help="Override, key=value (repeatable)."),
-    seeds: list[int] = typer.Option([0, 1], "--seed", help="Training seeds per shape (repeatable; paper: 2)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List each cell's steps, cached or will-run; do nothing."),
-    force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
-) -> None:
-    """Run the depth x width sweep of a grid preset: every (shape, seed) cell trained, evaluated, probed."""
-    _run_flow("sweep", preset, sets, dry_run, force, seeds=list(seeds))
-
-
 @app.command()
 def sql(
     statement: Optional[str] = typer.Argument(None, help="One read-only SQL statement, e.g. "
                                               "\"select * from problems limit 5\"."),
     query_name: Optional[str] = typer.Option(None, "--query", help="Run a canned query instead (one per paper "
-                                             "figure, physlm/queries/NAME.sql), e.g. accuracy_by_op."),
+                                             "figure, physlm/sql/queries/NAME.sql), e.g. accuracy_by_op."),
     format: str = typer.Option("table", "--format", help="table, csv or json (one JSON object per line)."),
 ) -> None:
     """Query every output under PHYSLM_ROOT with DuckDB (views: problems, checkpoints, generations, accuracy,
     probe_metrics, probe_predictions, sweep), or run a canned query with --query NAME."""
-    from physlm.storage import StorageError
-    from physlm.warehouse import QueryError, query
+    from physlm.store.storage import StorageError
+    from physlm.sql.warehouse import QueryError, query
 
     if format not in ("table", "csv", "json"):
         fail(f"--format: must be table, csv or json, got {format!r}")
@@ -187,7 +106,7 @@ def sql(
         fail("give either a SQL statement or --query NAME (not both)")
     try:
         if query_name is not None:
-            from physlm.analysis import run_query
+            from physlm.sql.queries import run_query
 
             result = run_query(query_name)
         else:
@@ -220,9 +139,9 @@ def report(
                                       "./physlm-report when the root is on S3)."),
 ) -> None:
     """Render the HTML report (one self-contained page, plots inline) from every result under PHYSLM_ROOT."""
-    from physlm.report import build_report, default_out
-    from physlm.storage import StorageError
-    from physlm.warehouse import QueryError
+    from physlm.sql.report import build_report, default_out
+    from physlm.store.storage import StorageError
+    from physlm.sql.warehouse import QueryError
 
     try:
         url = build_report(out or default_out())
@@ -245,8 +164,9 @@ def repair(
     damaged ones (a forced rerun of that step alone). Exit 0 when all is intact or repaired, 1 when damage remains."""
     import os
 
-    from physlm import repair as R, storage
-    from physlm.presets import PresetError, resolve
+    from physlm import repair as R
+    from physlm.store import storage
+    from physlm.presets import resolve
 
     if paths and preset:
         fail("give step folders or --preset, not both")
@@ -260,7 +180,7 @@ def repair(
         else:
             folders = R.finished_steps()
         findings = R.scan(folders)
-    except (PresetError, R.RepairError, storage.StorageError) as e:
+    except (ConfigError, R.RepairError, storage.StorageError) as e:
         fail(str(e))
     damaged = [f for f in findings if f.damage]
     typer.echo(f"checked {len(findings)} finished steps under {storage.root()}: {len(damaged)} damaged")
@@ -279,10 +199,6 @@ def repair(
     raise typer.Exit(0 if all(f.repaired for f in damaged) else 1)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 @app.command("evaluate-model")
 def evaluate_model(
     model_dir: str = typer.Argument(..., help="A local transformers causal-LM folder (config.json + weights)."),
@@ -297,20 +213,20 @@ def evaluate_model(
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from physlm import datasets
-    from physlm.evaluate import EvalOptions, evaluate_rows, load_external, markdown, require_local_folder, \
-        write_results
-    from physlm.presets import PresetError, resolve
+    from physlm.presets import resolve
+    from physlm.stages import generate
+    from physlm.stages.evaluate import (EvalOptions, evaluate_sets, load_external, markdown, read_test_sets,
+                                        require_local_folder, test_sets, write_results)
 
     try:
         p = resolve(preset, sets)
         require_local_folder(model_dir)  # before the test sets: the folder is what the user typed
-    except (PresetError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError) as e:
         fail(str(e))
-    from physlm.steps import CorruptStep, StepNotDone
-    from physlm.storage import StorageError
+    from physlm.store.steps import CorruptStep, StepNotDone
+    from physlm.store.storage import StorageError
 
-    steps = {name: datasets.step_for(p, name) for name in p.data.datasets() if name != "train"}
+    steps = {name: generate.dataset_step(p, name) for name in test_sets(p)}
     try:
         missing = [name for name, s in steps.items() if not s.done()]
     except StorageError as e:
@@ -318,20 +234,17 @@ def evaluate_model(
     if missing:
         fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
              f"run `physlm generate --preset {preset}` first")
-    from physlm.scoring import accuracy_table
-    from physlm.shards import read_shards
+    from physlm.model.scoring import accuracy_table
 
     try:
         model, codec = load_external(model_dir, tokenizer)
     except (FileNotFoundError, OSError, ValueError) as e:
         fail(" ".join(str(e).split())[:300])
-    rows = []
-    for name, step in steps.items():
-        try:
-            problems = read_shards(step.path()).to_pylist()
-        except (CorruptStep, StepNotDone, StorageError) as e:
-            fail(str(e))
-        rows += evaluate_rows(model, codec, problems[: limit or None], name, os.path.abspath(model_dir),
-                              opts=EvalOptions(max_new_tokens=max_new_tokens))
+    try:
+        problems = read_test_sets({name: s.path() for name, s in steps.items()}, limit)
+    except (CorruptStep, StepNotDone, StorageError) as e:
+        fail(str(e))
+    rows = evaluate_sets(model, codec, problems, os.path.abspath(model_dir),
+                         opts=EvalOptions(max_new_tokens=max_new_tokens))
     write_results(rows, os.path.abspath(out))
     typer.echo(markdown(accuracy_table(rows)))

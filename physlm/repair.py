@@ -1,6 +1,6 @@
 """Repair: find finished steps whose files no longer match their step.json, and recompute them.
 
-Every finished step records the size and sha256 of each of its files in step.json (`physlm.steps`), and
+Every finished step records the size and sha256 of each of its files in step.json (`physlm.store.steps`), and
 readers check them (`steps.read_checked`), so a truncated, altered or deleted file is caught when it is
 read. `scan` checks steps ahead of that: every finished step under the root, or a given list of step
 folders. `repair` recomputes each damaged step through its normal runner with `force=True` (so the
@@ -14,18 +14,15 @@ that made it with `--force` instead. Steps are deterministic, so a repaired step
 (except timestamps inside checkpoint metadata); dependents stay valid and are not rerun.
 
 Recomputing needs the step's inputs intact: damaged inputs are repaired first (steps are processed in
-pipeline order: generate, train, evaluate, probe, then the rest).
+pipeline order, `physlm.stages.STAGES`, whose runner recomputes each).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
-from physlm import steps, storage
-
-ORDER = ("generate", "train", "evaluate", "probe", "analyze", "sweep")
-"""Pipeline order: a step is repaired after the steps it reads."""
+from physlm import stages
+from physlm.store import steps, storage
 
 
 class RepairError(Exception):
@@ -66,17 +63,15 @@ def finished_steps(root: str | None = None) -> list[str]:
 
 def preset_steps(preset) -> list[str]:
     """The finished step folders of a resolved preset (the stages that have run), in pipeline order."""
-    from physlm import datasets, stages
+    from physlm import plan
 
-    made = datasets.generate_steps(preset)
-    made += [make(preset) for make in (stages.train_step, stages.evaluate_step, stages.probe_step,
-                                       stages.analyze_step)]
-    return [s.path() for s in made if s.done()]
+    return [step.path() for _, step in plan.steps(preset) if step.done()]
 
 
 def _order_key(path: str):
     name, h = path.rstrip("/").rsplit("/", 2)[-2:]
-    return (ORDER.index(name) if name in ORDER else len(ORDER), name, h)
+    order = stages.names()
+    return (order.index(name) if name in order else len(order), name, h)
 
 
 def resolve_path(path: str, root: str | None = None) -> str:
@@ -100,45 +95,20 @@ def scan(paths: list[str]) -> list[Finding]:
 
 def rebuild(path: str, root: str | None = None) -> steps.Step:
     """The `Step` whose folder is `path`, from its step.json; `RepairError` if it no longer hashes there."""
-    root = storage.root() if root is None else root
-    info = steps.read_info(path)
-    module, _, cls_name = info["config_class"].rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module), cls_name)
-        config = steps.config_from_dict(cls, info["config"])
-    except (ImportError, AttributeError, TypeError, ValueError) as e:
-        raise RepairError(f"{path}: cannot rebuild config {info['config_class']} from step.json: {e}") from None
-    inputs = {k: v if storage.is_s3(v) or v.startswith("/") else storage.join(root, v)
-              for k, v in info["hash_payload"]["inputs"].items()}
-    step = steps.Step(info["name"], config, inputs, info["version"])
-    if step.path(root) != path.rstrip("/"):
-        raise RepairError(f"{path}: its step.json now hashes to {step.path(root)} (the code changed what this "
-                          f"config means); rerun the flow that made it with --force instead")
-    return step
+        return steps.load(path, root)
+    except steps.StepLoadError as e:
+        raise RepairError(str(e)) from None
 
 
 def recompute(step: steps.Step, root: str | None = None) -> str:
     """Rerun `step` with `force=True` through its stage's runner; returns its path."""
-    from physlm import datasets, stages
-
-    if step.name == "generate":
-        return datasets.run_generate(step, force=True, root=root)
-    if step.name == "train":
-        return stages.run_train(step, rebuild(step.inputs["data"], root), force=True)
-    if step.name == "evaluate":
-        return stages.run_evaluate(step, force=True)
-    if step.name == "probe":
-        return stages.run_probe_stage(step, force=True)
-    if step.name == "analyze":
-        from physlm import analysis
-
-        return analysis.run_analyze_step(step, force=True, root=root)
-    if step.name == "sweep":
-        from physlm import sweep
-
-        return sweep.run_sweep_table(step, force=True)
-    raise RepairError(f"{step.name}-{step.hash}: no runner for steps named {step.name!r}; delete the folder "
-                      "and rerun the flow that made it")
+    try:
+        stage = stages.get(step.name)
+    except KeyError:
+        raise RepairError(f"{step.name}-{step.hash}: no runner for steps named {step.name!r}; delete the folder "
+                          "and rerun the flow that made it") from None
+    return stage.run(step, force=True)
 
 
 def repair(finding: Finding, root: str | None = None) -> Finding:

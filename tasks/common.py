@@ -12,8 +12,8 @@ from typing import Callable
 
 from prefect.concurrency.sync import concurrency
 
-from physlm import storage
-from physlm.steps import Step
+from physlm.store import storage
+from physlm.store.steps import Step
 
 
 def io_failure(task, task_run, state) -> bool:
@@ -21,19 +21,13 @@ def io_failure(task, task_run, state) -> bool:
     return isinstance(state.data, (storage.StorageError, OSError, TimeoutError))
 
 
-def step_cache_key(make_step: Callable[..., Step]):
-    """A ``cache_key_fn``: ``make_step(**task parameters except force)`` names the step; None with force or
-    while that step is not finished."""
-
-    def key(context, parameters) -> str | None:
-        if parameters.get("force"):
-            return None
-        step = make_step(**{k: v for k, v in parameters.items() if k != "force"})
-        if not step.done():
-            return None
-        return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
-
-    return key
+def step_cache_key(context, parameters) -> str | None:
+    """A ``cache_key_fn`` for tasks with a ``step`` parameter: its id while its folder is finished; None with
+    ``force`` or while the step is not finished."""
+    step: Step = parameters["step"]
+    if parameters.get("force") or not step.done():
+        return None
+    return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
 
 
 def run_on_gpu(step: Step, run: Callable[..., str], force: bool) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from prefect import task
 
-from physlm.report import build_report, default_out
+from physlm.sql.report import build_report, default_out
 
 
-@task(name="report")
+@task(name="report", task_run_name="report")
 def report(out: str | None = None) -> str:
     """Render the report; returns the path of its index.html."""
     return build_report(out or default_out())

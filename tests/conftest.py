@@ -16,7 +16,7 @@ import pytest
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     """A fresh local PHYSLM_ROOT (``{tmp_path}/root``, not created yet); returns it as ``storage.root()`` sees it."""
-    from physlm import storage
+    from physlm.store import storage
 
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
     return storage.root()
@@ -75,7 +75,7 @@ def s3_root(moto_s3, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    from physlm import storage
+    from physlm.store import storage
 
     bucket = f"physlm-test-{uuid.uuid4().hex[:10]}"
     fs, _ = storage.filesystem(f"s3://{bucket}")

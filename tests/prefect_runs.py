@@ -24,3 +24,21 @@ def task_runs(state) -> dict[str, str]:
         last = runs
         time.sleep(0.5)
     return last
+
+
+def flow_runs(state) -> list[str]:
+    """Flow names of the flow run that ended in `state` and of every flow run nested in it (subflows)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            root = await client.read_flow_run(state.state_details.flow_run_id)
+            nested = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(operator="or_", any_=[root.id])))
+            names = {}
+            for run in [root, *nested]:
+                names[run.id] = (await client.read_flow(run.flow_id)).name
+            return [names[root.id]] + sorted(names[r.id] for r in nested)
+
+    return asyncio.run(read())

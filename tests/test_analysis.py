@@ -11,16 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 from test_report import CKPT, MODEL, root, write_fixture  # noqa: F401  (root: the shared fixture)
 
-from physlm import analysis, storage
-from physlm.analysis import QUERIES, analyze_step, run_analyze, run_queries, run_query
-from physlm.warehouse import QueryError
+from physlm.stages import analyze as analysis
+from physlm.store import storage
+from physlm.config import QUERIES
+from physlm.sql.queries import describe, run_queries, run_query
+from physlm.stages.analyze import analyze_step, run_analyze
+from physlm.sql.warehouse import QueryError
 
-PHYSLM = [sys.executable, "-m", "physlm"]
+PHYSLM = [sys.executable, "-m", "flows"]
 
 
 def documented_columns(name: str) -> list[str]:
     """The "Columns:" list of a query's header comment (parenthesised notes dropped)."""
-    text = analysis.describe(name)
+    text = describe(name)
     cols = re.sub(r"\([^)]*\)", "", text.split("Columns:", 1)[1])
     return [c.strip().rstrip(".").strip() for c in cols.replace("\n", " ").split(",") if c.strip()]
 
@@ -34,10 +37,10 @@ def rows_of(name: str, **where) -> list[dict]:
 
 
 def test_one_sql_file_per_query_with_a_header():
-    files = {p.name[:-4] for p in resources.files("physlm").joinpath("queries").iterdir() if p.name.endswith(".sql")}
+    files = {p.name[:-4] for p in resources.files("physlm.sql").joinpath("queries").iterdir() if p.name.endswith(".sql")}
     assert files == set(QUERIES)
     for name in QUERIES:
-        head = analysis.describe(name)
+        head = describe(name)
         assert head.startswith(name) and re.search(r"E\d+, paper Fig", head) and "Paper:" in head, name
         assert "Columns:" in head, name
 
@@ -177,12 +180,12 @@ def test_analyze_step_identity(root, tmp_path):
 
 def test_run_analyze_step_is_cached_by_its_folder(root):
     step = analyze_step({"evaluate": "evaluate-e0000001", "probe": "probe-b0000001"})
-    path = analysis.run_analyze_step(step)
+    path = analysis.run(step)
     assert path == f"{root}/analyze/{step.hash}" and storage.exists(f"{path}/_SUCCESS")
     assert sorted(os.listdir(path)) == sorted(["_SUCCESS", "step.json"] + [f"{n}.{e}" for n in QUERIES
                                                                          for e in ("parquet", "md")])
     mtime = os.path.getmtime(f"{path}/_SUCCESS")
-    assert analysis.run_analyze_step(step) == path and os.path.getmtime(f"{path}/_SUCCESS") == mtime
+    assert analysis.run(step) == path and os.path.getmtime(f"{path}/_SUCCESS") == mtime
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -224,27 +227,36 @@ def test_every_query_runs_on_s3(s3_root):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The flow (upstream flows stubbed: the fixture warehouse stands in for evaluate and probe)
+# The analyze step as the flows run it: the generic step task, then its tables published as artifacts
 
 
-def test_analyze_flow_writes_tables_and_publishes_artifacts(prefect_harness, root, monkeypatch):
-    import flows.analyze as fa
+def test_analyze_task_writes_tables_and_publishes_artifacts(prefect_harness, root):
+    from prefect import flow
     from prefect.artifacts import Artifact
 
-    monkeypatch.setattr(fa, "evaluate", lambda **kw: None)
-    monkeypatch.setattr(fa, "probe", lambda **kw: None)
-    path = fa.analyze(preset="tiny")
+    from flows.pipeline import publish
+    from tasks.step import run_step
+
+    step = analyze_step({"evaluate": "evaluate-e0000001", "probe": "probe-b0000001"})
+
+    @flow
+    def analyze_fixture() -> str:
+        path = run_step("analyze", step)
+        publish("tiny", [("analyze", step)])
+        return path
+
+    path = analyze_fixture()
     assert path.startswith(f"{root}/analyze/") and storage.exists(f"{path}/_SUCCESS")
     for name in QUERIES:
         art = Artifact.get(key=f"analyze-{name.replace('_', '-')}")
         assert art is not None and art.data.startswith(f"# {name}"), name
     assert "test_reask" in Artifact.get(key="analyze-error-unnecessary-plan").data
     mtime = os.path.getmtime(f"{path}/_SUCCESS")
-    assert fa.analyze(preset="tiny") == path and os.path.getmtime(f"{path}/_SUCCESS") == mtime  # cached
+    assert analyze_fixture() == path and os.path.getmtime(f"{path}/_SUCCESS") == mtime  # cached
 
 
 def test_report_on_s3_goes_to_a_local_folder(s3_root, tmp_path, monkeypatch):
-    from physlm.report import build_report, default_out
+    from physlm.sql.report import build_report, default_out
 
     write_fixture(s3_root)
     monkeypatch.chdir(tmp_path)

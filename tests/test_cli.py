@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PHYSLM = [sys.executable, "-m", "physlm"]
+PHYSLM = [sys.executable, "-m", "flows"]
 
 
 def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:

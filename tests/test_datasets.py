@@ -8,11 +8,15 @@ import time
 
 import pytest
 
-from physlm import storage
-from physlm.datasets import finalize, generate_steps, plan, run_generate, run_generate_shard
+from physlm.store import storage
+from physlm.stages.generate import dataset_step, finalize
+from physlm.stages.generate import plan as generate_steps
+from physlm.stages.generate import run as run_generate
+from physlm.stages.generate import run_part as run_generate_shard
+from physlm import plan
 from physlm.presets import resolve
-from physlm.shards import read_shards
-from physlm.steps import StepNotDone, parts_path, read_info, verify
+from physlm.store.shards import read_shards
+from physlm.store.steps import StepNotDone, parts_path, read_info, verify
 from fstree import mtimes
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=15"]
@@ -42,7 +46,7 @@ def test_generate_writes_every_dataset_and_second_run_is_cached(root):
 
     before = mtimes(root)
     steps = generate_steps(resolve("tiny", SMALL))
-    assert {r["status"] for r in plan(steps)} == {"cached"}
+    assert {plan.status(s) for s in steps} == {"cached"}
     assert generate_all(SMALL) == paths
     assert mtimes(root) == before  # nothing rewritten, nothing added
 
@@ -64,11 +68,11 @@ def test_one_knob_regenerates_only_the_affected_datasets(root):
     base = {s.config.dataset: s.hash for s in generate_steps(resolve("tiny", SMALL))}
     generate_all(SMALL)
     more_train = generate_steps(resolve("tiny", SMALL + ["data.train_shards=3"]))
-    assert {r["dataset"] for r in plan(more_train) if r["status"] == "will-run"} == {"train"}
+    assert {s.config.dataset for s in more_train if plan.status(s) == "will-run"} == {"train"}
     more_test = generate_steps(resolve("tiny", SMALL + ["data.test_problems=16"]))
-    assert {r["dataset"] for r in plan(more_test) if r["status"] == "will-run"} == set(base) - {"train"}
+    assert {s.config.dataset for s in more_test if plan.status(s) == "will-run"} == set(base) - {"train"}
     qp = generate_steps(resolve("tiny", SMALL + ["data.format=qp"]))
-    assert {r["status"] for r in plan(qp)} == {"will-run"}
+    assert {plan.status(s) for s in qp} == {"will-run"}
     # A non-semantic knob (how many processes) changes nothing.
     assert {s.config.dataset: s.hash for s in generate_steps(resolve("tiny", SMALL + ["data.processes=2"]))} == base
 
@@ -95,8 +99,8 @@ def test_finalize_needs_every_shard_and_staged_shards_are_kept(root):
 
 def test_sigkill_midway_leaves_nothing_a_reader_accepts(root, tmp_path, monkeypatch):
     overrides = ["data.train_shards=8", "data.problems_per_shard=150", "data.test_problems=150"]
-    script = ("import sys; from physlm.presets import resolve; from physlm.datasets import generate_steps, "
-              "run_generate\n[run_generate(s) for s in generate_steps(resolve('tiny', sys.argv[1:]))]")
+    script = ("import sys; from physlm.presets import resolve; from physlm.stages import generate\n"
+              "[generate.run(s) for s in generate.plan(resolve('tiny', sys.argv[1:]))]")
     proc = subprocess.Popen([sys.executable, "-c", script, *overrides], env={**os.environ})
     gen = os.path.join(root, "generate")
     deadline = time.monotonic() + 60

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from physlm import decode
-from physlm.evaluate import EvalOptions, PhyslmCodec, evaluate_rows, write_results
+from physlm.model import decode
+from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows, write_results
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.model import ModelConfig, build
-from physlm.tokenizer import build_wordlevel
-from physlm import storage
+from physlm.config import ModelConfig
+from physlm.model.gpt import build
+from physlm.model.tokenizer import build_wordlevel
+from physlm.store import storage
 
 TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 

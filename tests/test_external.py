@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from physlm.evaluate import EvalOptions, TextCodec, evaluate_rows, load_external
+from physlm.stages.evaluate import EvalOptions, TextCodec, evaluate_rows, load_external
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
@@ -64,17 +64,17 @@ def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_pa
     env = {**os.environ, "PHYSLM_ROOT": str(tmp_path / "root"), "HF_HUB_OFFLINE": "1"}
     sets = ["--set", "data.test_problems=2", "--set", "data.train_shards=1", "--set", "data.problems_per_shard=5",
             "--set", "data.processes=0"]
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "physlm", *a], capture_output=True, text=True,  # noqa: E731
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "flows", *a], capture_output=True, text=True,  # noqa: E731
                                     timeout=300, env=env)
     out = cli("evaluate-model", external, *sets)
     assert out.returncode == 2 and "not generated yet" in out.stderr and "Traceback" not in out.stderr
-    from physlm import datasets
+    from physlm.stages import generate as datasets
     from physlm.presets import resolve
 
     os.environ["PHYSLM_ROOT"] = env["PHYSLM_ROOT"]
     try:
-        for step in datasets.generate_steps(resolve("tiny", [s for s in sets if s != "--set"])):
-            datasets.run_generate(step)
+        for step in datasets.plan(resolve("tiny", [s for s in sets if s != "--set"])):
+            datasets.run(step)
     finally:
         del os.environ["PHYSLM_ROOT"]
     out = cli("evaluate-model", external, *sets, "--max-new-tokens", "4", "--out", str(tmp_path / "ev"))

@@ -1,4 +1,5 @@
-"""The GPU runbook's script (benchmarks/gpu_train.py) runs end to end: train, evaluate, probe (CPU dry run)."""
+"""The GPU runbook's script (benchmarks/gpu_train.py) runs a preset's steps end to end: train, evaluate, probe
+(CPU dry run), and keeps the trained model folder."""
 
 import json
 import os
@@ -12,27 +13,35 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_train.py"), "--dry-run",
-                          "--probe-tasks", "nece,known", "--json", str(tmp_path / "fig.json")],
+                          "--json", str(tmp_path / "fig.json"), "--out", str(tmp_path / "model")],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert re.search(r"GPT2-2-2 n_ctx 256 batch 4 \(micro 2\) on cpu: [\d,]+ tokens/s, final loss \d", text)
-    assert re.search(r"eval test_id op all: fully correct \d+\.\d%.*answers \d+\.\d%, n=8", text)
-    assert re.search(r"eval test_op4 op all: fully correct .*n=8", text)
-    assert re.search(r"eval test_seen op all: fully correct .*n=8", text)
+    assert re.search(r"data: one process makes [\d,]+ problems/s", text)
+    for test_set in ("test_id", "test_seen", "test_op4", "test_op5", "test_op6", "test_reask"):
+        assert re.search(rf"eval {test_set} op all: fully correct \d+\.\d%.*answers \d+\.\d%, n=8", text)
     for task in ("nece", "known"):
-        for name in ("vprobe", "random_init"):
-            assert re.search(rf"probe {task} {name}: accuracy \d+\.\d% \(majority \d+\.\d%\), MCC .*n=\d+", text)
+        for name in ("vprobe", "random_init", "linear"):
+            assert re.search(rf"probe {task} layer -1 {name}: accuracy \d+\.\d% \(majority \d+\.\d%\), MCC .*n=\d+",
+                             text)
     fig = json.loads((tmp_path / "fig.json").read_text())
     assert fig["family"] == "tiny" and fig["tokens_seen"] == 4 * 4 * 256 and len(fig["history"]) == 2
-    assert {a["test_set"] for a in fig["accuracy"]} == {"test_id", "test_seen", "test_op4"}
-    assert {(p["task"], p["model"]) for p in fig["probes"]} == {(t, m) for t in ("nece", "known")
-                                                               for m in ("vprobe", "random_init")}
+    assert {a["test_set"] for a in fig["accuracy"]} >= {"test_id", "test_seen", "test_op4"}
+    assert {(p["task"], p["baseline"]) for p in fig["probes"]} == {(t, m) for t in ("nece", "known")
+                                                                  for m in ("vprobe", "random_init", "linear")}
+    # the kept model folder loads with transformers and with physlm's tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from physlm.model.tokenizer import load
+
+    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "model")).config.num_hidden_layers == 2
+    assert load(str(tmp_path / "model")).vocab_size > 1000
 
 
-def test_gpu_script_rejects_an_unknown_probe_task_before_training(tmp_path):
+def test_gpu_script_rejects_a_bad_override_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_train.py"), "--dry-run",
-                          "--probe-tasks", "nece,bogus"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          "--set", "probe.tasks=nece,bogus"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.returncode != 0 and "task: must be one of" in out.stderr and "got 'bogus'" in out.stderr
-    assert "tokens/s" not in out.stdout
+    assert out.returncode != 0 and "probe.tasks: distinct values among" in out.stderr and "bogus" in out.stderr
+    assert "tokens/s" not in out.stdout and not os.path.exists(tmp_path / "physlm-gpu")

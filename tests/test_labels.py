@@ -154,7 +154,7 @@ def test_probe_samples_handbuilt():
 
 
 # ------------------------------------------------------------------------------------------ generated problems
-def _stand_in_draw(rng: random.Random, d: int, sizes: list[int]):
+def _stand_in_draw(rng: random.Random, d: int, sizes: list[int], subcategories: int = 5, items: int = 20):
     h = rng.randrange(len(vocab.HIERARCHIES))
     start = rng.randrange(4 - d + 1)
     layers = list(vocab.HIERARCHIES[h][start:start + d])

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from physlm.model import ModelConfig, ModelConfigError, build, count_params, load, save
+from physlm.config import ConfigError as ModelConfigError
+from physlm.config import ModelConfig
+from physlm.model.gpt import build, count_params, load, save
 
 
 def reference_forward(sd: dict, cfg: ModelConfig, ids: torch.Tensor) -> torch.Tensor:
@@ -104,7 +106,7 @@ def test_built_counts_match_config():
 
 
 def test_bad_configs_name_the_field():
-    with pytest.raises(ModelConfigError, match="name"):
+    with pytest.raises(ModelConfigError, match="shape"):
         ModelConfig.from_name("GPT2-12")
     with pytest.raises(ModelConfigError, match="head_dim"):
         ModelConfig(head_dim=15)

@@ -3,7 +3,8 @@
 import pytest
 
 from physlm.igsm.config import HARD, MED
-from physlm.presets import PRESETS, PresetError, resolve
+from physlm.config import ConfigError as PresetError
+from physlm.presets import PRESETS, resolve
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -59,7 +60,7 @@ def test_overrides_apply_and_parse_types():
     ("tiny", ["data.childless=maybe"], "data.childless: expected true or false"),
     ("tiny", ["data.ood_ops=[5,x]"], "data.ood_ops: expected a list"),
     ("tiny", ["data.family=zz"], "data.family: expected a family name"),
-    ("tiny", ["data.train_shards=0"], "data.train_shards: must be >= 1, got 0"),
+    ("tiny", ["data.train_shards=0"], "data.train_shards: must be an integer >= 1, got 0"),
     ("tiny", ["data.family.max_op=99"], "data.family.max_op: must be in 1..52, got 99"),
     ("tiny", ["data.format=xy"], "data.format: must be 'pq' or 'qp'"),
     ("tiny", ["data.ood_ops=3"], "data.ood_ops: 3 is not out of distribution"),

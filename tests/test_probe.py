@@ -1,4 +1,4 @@
-"""V-probe, linear probe, activation sites, probe inputs and metrics (physlm/probe.py, physlm/activations.py).
+"""V-probe, linear probe, activation sites, probe inputs and metrics (physlm/model/probe.py, physlm/model/activations.py).
 
 Tiny on purpose: a random-init GPT2-2-2 (width 128) and short sequences. The planted-signal tests use
 sequences over a small token alphabet (40 ids): like iGSM text, tokens recur, so the rank-8 embedding update
@@ -10,14 +10,17 @@ import pyarrow as pa
 import pytest
 import torch
 
-from physlm import activations as act
-from physlm import probe as P
+from physlm.model import activations as act
+from physlm import tables
+from physlm.config import ConfigError, ProbeConfig
+from physlm.model import probe as P
 from physlm.igsm import labels as L
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.model import ModelConfig, build
-from physlm.tokenizer import build_wordlevel
+from physlm.config import ModelConfig
+from physlm.model.gpt import build
+from physlm.model.tokenizer import build_wordlevel
 
 TINY = Family("tiny", max_op=4, max_edge=6)
 END_ID = 6  # [END] in the word-level vocabulary (asserted below)
@@ -87,15 +90,15 @@ def planted(model):
     return out
 
 
-def _cfg(layer, steps=150, **kw):
-    return P.ProbeConfig(task="known", layer=layer, steps=steps, batch_size=64, seed=0, device="cpu", **kw)
+def _cfg(steps=150, **kw):
+    return ProbeConfig(steps=steps, batch_size=64, seed=0, device="cpu", **kw)
 
 
 # ------------------------------------------------------------------------------------------------ (a), (b)
 @pytest.mark.parametrize("layer", [0, -1])
 def test_vprobe_recovers_planted_linear_signal(model, planted, layer):
     tr, y_tr, te, y_te, _, _ = planted[layer]
-    probe, losses = P.fit_vprobe(model, tr, y_tr, 2, _cfg(layer))
+    probe, losses = P.fit_vprobe(model, tr, y_tr, 2, _cfg(), layer)
     pred = P.predict_vprobe(probe, te, 128).argmax(1)
     assert losses[-1] < losses[0]
     assert P.mcc(y_te, pred) > 0.8
@@ -112,7 +115,7 @@ def test_shuffled_labels_give_chance(model, planted):
     tr, y_tr, te, y_te, x_tr, x_te = planted[0]
     shuffled = np.random.default_rng(1).permutation(y_tr)
     majority = (y_te == P.majority_class(shuffled)).mean()
-    probe, _ = P.fit_vprobe(model, tr, shuffled, 2, _cfg(0))
+    probe, _ = P.fit_vprobe(model, tr, shuffled, 2, _cfg(), 0)
     pred = P.predict_vprobe(probe, te, 128).argmax(1)
     assert abs(P.mcc(y_te, pred)) < 0.2
     assert (pred == y_te).mean() < majority + 0.1
@@ -129,7 +132,7 @@ def test_frozen_model_bit_identical_and_probe_starts_from_model(model):
     fresh = P.VProbe(model, 2, layer=0, rank=8, seed=0)
     ids, _, _ = act.pad_right(seqs[:4], 0)
     assert torch.equal(fresh.embed(ids), model.get_input_embeddings()(ids))
-    probe, _ = P.fit_vprobe(model, seqs, labels, 2, _cfg(0, steps=10))
+    probe, _ = P.fit_vprobe(model, seqs, labels, 2, _cfg(steps=10), 0)
     assert probe.lora_b.abs().sum() > 0  # the update did train
     assert all(not p.requires_grad for p in model.parameters())
     after = model.state_dict()
@@ -141,7 +144,7 @@ def test_frozen_model_bit_identical_and_probe_starts_from_model(model):
 def test_vprobe_deterministic_given_seed(model):
     seqs = _seqs(np.random.default_rng(4), 48)
     labels = np.random.default_rng(5).integers(0, 2, size=len(seqs))
-    cfg = P.ProbeConfig(task="known", layer=-1, steps=6, batch_size=16, seed=7, device="cpu")
+    cfg = ProbeConfig(steps=6, batch_size=16, seed=7, device="cpu")
     a, la = P.fit_vprobe(model, seqs, labels, 2, cfg)
     b, lb = P.fit_vprobe(model, seqs, labels, 2, cfg)
     assert la == lb
@@ -261,7 +264,8 @@ def test_mcc_known_cases():
 def _pred_row(label, prediction, distance, task="nece"):
     return {"checkpoint_id": "c", "task": task, "layer": 3, "baseline": "vprobe", "problem_id": "p",
             "state": 0, "param_a": "A", "param_b": None, "param_a_necessary": distance >= 0,
-            "distance": distance, "label": label, "prediction": prediction, "probability": 0.5}
+            "distance": distance, "label": label, "prediction": prediction, "probability": 0.5,
+            "source": "probe_test"}
 
 
 def test_metric_slices():
@@ -276,38 +280,36 @@ def test_metric_slices():
     mv = {r["slice"]: r for r in P.metric_rows(value, majority=23)}
     assert set(mv) == {"all", "positive", "negative", "unnecessary"}  # t-slices are nece's (E10)
     assert (mv["positive"]["n"], mv["positive"]["accuracy"], mv["negative"]["majority_accuracy"]) == (2, 0.5, 1.0)
-    table = P.to_table(P.metric_rows(rows, 1), P.METRICS)
-    assert table.schema == P.METRICS and table.num_rows == 6
-    assert P.to_table(rows, P.PREDICTIONS).column("param_b").null_count == 5
+    table = tables.table(P.metric_rows(rows, 1), tables.PROBE_METRICS)
+    assert table.schema == tables.PROBE_METRICS and table.num_rows == 6
+    assert tables.table(rows, tables.PROBE_PREDICTIONS).column("param_b").null_count == 5
 
 
 # ------------------------------------------------------------------------------------------------ run_probe
 def test_run_probe_end_to_end(model, tok, rows):
     train, test = rows[:12], rows[12:]
-    cfg = P.ProbeConfig(task="dep", layer=1, steps=3, batch_size=8, samples_per_problem=3, balanced=True,
-                        device="cpu")
+    cfg = ProbeConfig(steps=3, batch_size=8, samples_per_problem=3, balanced=True, device="cpu")
     out = {}
     for name, m in (("vprobe", model), ("random_init", P.random_init_like(model, 5)), ("linear", model)):
-        preds, metrics = P.run_probe(m, tok, train, test, cfg, "ckpt-1", baseline_name=name)
-        assert 0 < P.to_table(preds, P.PREDICTIONS).num_rows == len(preds) <= 12
-        assert P.to_table(metrics, P.METRICS).num_rows == len(metrics)
+        preds, metrics = P.run_probe(m, tok, train, test, cfg, "dep", "ckpt-1", baseline_name=name, layer=1)
+        assert 0 < tables.table(preds, tables.PROBE_PREDICTIONS).num_rows == len(preds) <= 12
+        assert tables.table(metrics, tables.PROBE_METRICS).num_rows == len(metrics)
         assert {r["slice"] for r in metrics} >= {"all", "positive", "negative"}
         assert all(r["baseline"] == name and r["layer"] == 1 and r["param_b"] for r in preds)
         assert all(0.0 <= r["probability"] <= 1.0 and r["prediction"] in (0, 1) for r in preds)
         out[name] = [(r["problem_id"], r["param_a"], r["param_b"], r["label"]) for r in preds]
     assert out["vprobe"] == out["random_init"] == out["linear"]  # the same test pairs: paired baselines
-    preds, metrics = P.run_probe(model, tok, train, test, P.ProbeConfig(task="value", layer=-1, steps=1,
-                                 samples_per_problem=4, device="cpu"), "ckpt-1", baseline_name="linear")
+    preds, metrics = P.run_probe(model, tok, train, test, ProbeConfig(steps=1, samples_per_problem=4, device="cpu"),
+                                 "value", "ckpt-1", baseline_name="linear")
     assert all(0 <= r["prediction"] <= 23 and 0 <= r["label"] <= 23 for r in preds)
     with pytest.raises(ValueError):
-        P.run_probe(model, tok, train, test, cfg, "c", baseline_name="majority")
+        P.run_probe(model, tok, train, test, cfg, "dep", "c", baseline_name="majority")
 
 
 def test_config_validation():
-    with pytest.raises(P.ProbeConfigError, match="task"):
-        P.ProbeConfig(task="nope")
-    with pytest.raises(P.ProbeConfigError, match="layer"):
-        P.ProbeConfig(layer=-2)
-    assert P.ProbeConfig(task="value").n_classes == 24 and P.ProbeConfig().n_classes == 2
-    assert P.ProbeConfig().to_dict()["rank"] == 8
-    assert pa.types.is_int8(P.PREDICTIONS.field("prediction").type)
+    with pytest.raises(ConfigError, match="^tasks"):
+        ProbeConfig(tasks=("nope",))
+    with pytest.raises(ConfigError, match="^layers"):
+        ProbeConfig(layers=(-2,))
+    assert P.n_classes("value") == 24 and P.n_classes("nece") == 2
+    assert pa.types.is_int8(tables.PROBE_PREDICTIONS.field("prediction").type)

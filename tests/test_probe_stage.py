@@ -9,12 +9,14 @@ import os
 import pytest
 import torch
 
-from physlm import datasets, stages, storage
+from physlm.stages import generate as datasets
+from physlm.stages import evaluate, probe, train
+from physlm.store import storage
 from physlm.igsm.graph import MOD
 from physlm.igsm.labels import sentence_boundaries
 from physlm.igsm.record import graph_of
 from physlm.presets import resolve
-from physlm.shards import read_shards
+from physlm.store.shards import read_shards
 
 TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=8", "data.processes=0",
         "train.steps=4", "train.batch_size=2", "train.ckpt_every=2", "evaluate.limit=3",
@@ -45,12 +47,12 @@ def plant_wrong_generation(p) -> tuple[str, int]:
     [answer]), so that E8 has a probe point; returns (problem id, first wrong parameter index)."""
     import pyarrow as pa
 
-    from physlm.evaluate import GENERATIONS
-    from physlm.scoring import score
+    from physlm.tables import GENERATIONS
+    from physlm.model.scoring import score
 
-    epath = stages.evaluate_step(p).path()
+    epath = evaluate.evaluate_step(p).path()
     gens = storage.read_parquet(storage.join(epath, "generations.parquet")).to_pylist()
-    rows = {r["id"]: r for r in read_shards(datasets.step_for(p, "test_id").path()).to_pylist()}
+    rows = {r["id"]: r for r in read_shards(datasets.dataset_step(p, "test_id").path()).to_pylist()}
     i = next(i for i, g in enumerate(gens) if g["test_set"] == "test_id" and len(rows[g["problem_id"]]["order"]) >= 2)
     row = rows[gens[i]["problem_id"]]
     bad = wrong_at_sentence_1(row["solution"])
@@ -64,16 +66,16 @@ def plant_wrong_generation(p) -> tuple[str, int]:
 
 def test_probe_stage_end_to_end(root):
     p = resolve("tiny", TINY)
-    for step in datasets.generate_steps(p):
-        datasets.run_generate(step)
-    tpath = stages.run_train(stages.train_step(p), datasets.step_for(p, "train"))
-    stages.run_evaluate(stages.evaluate_step(p))
+    for step in datasets.plan(p):
+        datasets.run(step)
+    tpath = train.run(train.train_step(p))
+    evaluate.run(evaluate.evaluate_step(p))
     planted, planted_a = plant_wrong_generation(p)
     before = weights(tpath)
     assert before
 
-    step = stages.probe_step(p)
-    path = stages.run_probe_stage(step)
+    step = probe.probe_step(p)
+    path = probe.run(step)
     assert step.done() and path == step.path()
     assert weights(tpath) == before  # the frozen model was never written
 
@@ -92,8 +94,8 @@ def test_probe_stage_end_to_end(root):
     assert info["config"]["random_init_seed"] == p.probe.random_init_seed
 
     # E7: every G_d parameter of each re-ask problem with a greedy generation
-    gens = storage.read_parquet(storage.join(stages.evaluate_step(p).path(), "generations.parquet")).to_pylist()
-    reask = {r["id"]: r for r in read_shards(datasets.step_for(p, "test_reask").path()).to_pylist()}
+    gens = storage.read_parquet(storage.join(evaluate.evaluate_step(p).path(), "generations.parquet")).to_pylist()
+    reask = {r["id"]: r for r in read_shards(datasets.dataset_step(p, "test_reask").path()).to_pylist()}
     ids = {g["problem_id"] for g in gens if g["test_set"] == "test_reask" and g["decoding"] == "greedy"}
     e7 = [r for r in preds if r["source"] == "reask_all_params"]
     assert ids and len(e7) == sum(graph_of(reask[i]).n for i in ids)
@@ -108,14 +110,14 @@ def test_probe_stage_end_to_end(root):
     assert mine[0]["param_a"] == next(g["first_wrong_param"] for g in wrong if g["problem_id"] == planted)
 
     stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
-    assert stages.run_probe_stage(step) == path  # cache hit
+    assert probe.run(step) == path  # cache hit
     assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
 
 
 def test_first_wrong_probe_point(root):
     p = resolve("tiny", TINY[:4])
-    step = datasets.step_for(p, "test_id")
-    datasets.run_generate(step)
+    step = datasets.dataset_step(p, "test_id")
+    datasets.run(step)
     rows = [r for r in read_shards(step.path()).to_pylist() if len(r["order"]) >= 3]
     assert rows
     row = rows[0]
@@ -123,15 +125,15 @@ def test_first_wrong_probe_point(root):
     solution = row["solution"]
     sentences = solution.strip()[:-1].split(". ")
     # a wrong result in sentence 1: the probe point is the gold prefix after sentence 0
-    state, prefix, a, labels = stages.first_wrong_probe(row, wrong_at_sentence_1(solution))
+    state, prefix, a, labels = probe.first_wrong_probe(row, wrong_at_sentence_1(solution))
     assert (state, a) == (1, row["order"][1]) and prefix == solution[:sentence_boundaries(solution)[1]]
     assert labels == {"can_next": 1, "nece_next": 1}
     # sentence 0 skipped: the first sentence defines order[1] with nothing known
     skipped = " " + ". ".join(sentences[1:]) + "."
-    hit = stages.first_wrong_probe(row, skipped)
+    hit = probe.first_wrong_probe(row, skipped)
     a1 = row["order"][1]
     if g.preds[a1]:  # it uses an operand (order[0] or other) that is not defined yet
         state, prefix, a, labels = hit
         assert (state, prefix, a) == (0, "", a1) and labels == {"can_next": 0, "nece_next": 0}
     # a correct solution has no probe point; the generated text's solution part is split at [answer]
-    assert stages.first_wrong_probe(row, solution) is None
+    assert probe.first_wrong_probe(row, solution) is None

@@ -36,13 +36,13 @@ import uuid
 import pytest
 from conftest import free_port
 
-from physlm import storage
-from physlm.steps import CorruptStep, StepNotDone, damage, read_info, require_done, verify
+from physlm.store import storage
+from physlm.store.steps import CorruptStep, StepNotDone, damage, read_info, require_done, verify
 
 pytestmark = pytest.mark.faults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PHYSLM = [sys.executable, "-m", "physlm"]
+PHYSLM = [sys.executable, "-m", "flows"]
 SEED = 20260509  # every random choice below comes from here
 
 # A pipeline small enough for CPU, big enough that each stage runs long enough to be killed inside it:
@@ -66,15 +66,16 @@ def run_pipeline(upto: str, overrides: list[str]) -> dict[str, float]:
     `upto`; returns each stage's wall seconds. Also the body of the subprocesses that get killed."""
     import torch
 
-    from physlm import datasets, stages
+    from physlm.stages import generate as datasets
+    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
 
     torch.set_num_threads(1)
     p = resolve("tiny", overrides)
-    runs = {"generate": lambda: [datasets.run_generate(s) for s in datasets.generate_steps(p)],
-            "train": lambda: stages.run_train(stages.train_step(p), datasets.step_for(p, "train")),
-            "evaluate": lambda: stages.run_evaluate(stages.evaluate_step(p)),
-            "probe": lambda: stages.run_probe_stage(stages.probe_step(p))}
+    runs = {"generate": lambda: [datasets.run(s) for s in datasets.plan(p)],
+            "train": lambda: train.run(train.train_step(p)),
+            "evaluate": lambda: evaluate.run(evaluate.evaluate_step(p)),
+            "probe": lambda: probe.run(probe.probe_step(p))}
     seconds = {}
     for stage in STAGES[: STAGES.index(upto) + 1]:
         t = time.monotonic()
@@ -84,12 +85,13 @@ def run_pipeline(upto: str, overrides: list[str]) -> dict[str, float]:
 
 
 def pipeline_steps(overrides: list[str]) -> dict[str, list]:
-    from physlm import datasets, stages
+    from physlm.stages import generate as datasets
+    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
 
     p = resolve("tiny", overrides)
-    return {"generate": datasets.generate_steps(p), "train": [stages.train_step(p)],
-            "evaluate": [stages.evaluate_step(p)], "probe": [stages.probe_step(p)]}
+    return {"generate": datasets.plan(p), "train": [train.train_step(p)],
+            "evaluate": [evaluate.evaluate_step(p)], "probe": [probe.probe_step(p)]}
 
 
 def fingerprint(root: str) -> dict[str, str]:
@@ -105,7 +107,7 @@ def fingerprint(root: str) -> dict[str, str]:
                 meta.pop("created_at", None)
                 data = json.dumps(meta, sort_keys=True).encode()
             out[os.path.relpath(os.path.join(folder, rel), root)] = hashlib.sha256(data).hexdigest()
-    from physlm import registry
+    from physlm.store import registry
 
     rows = registry.list_checkpoints(root).to_pylist() if os.path.isdir(registry.folder(root)) else []
     for r in rows:
@@ -157,7 +159,7 @@ def _kill_point(stage: str, root: str, rng: random.Random, seconds: dict[str, fl
 
 
 def _unregister(train_hash: str) -> None:
-    from physlm import registry
+    from physlm.store import registry
 
     for url in storage.glob(storage.join(registry.folder(), "*.parquet")):
         if storage.read_parquet(url).column("train_hash").to_pylist() == [train_hash]:
@@ -165,8 +167,9 @@ def _unregister(train_hash: str) -> None:
 
 
 def _assert_unfinished_is_refused(stage: str, step, root: str) -> None:
-    from physlm import registry, warehouse
-    from physlm.shards import read_shards
+    from physlm.store import registry
+    from physlm.sql import warehouse
+    from physlm.store.shards import read_shards
 
     assert not step.done()
     with pytest.raises(StepNotDone):
@@ -222,13 +225,14 @@ def test_sigkill_in_every_stage_then_rerun_matches_uninterrupted(root, tmp_path)
         print(f"killed {stage} {where}")
         _assert_unfinished_is_refused(stage, killed[0], root)
         if stage == "generate":  # the next stage refuses to start on unfinished input
-            from physlm import datasets, stages
             from physlm.presets import resolve
+            from physlm.stages import generate as datasets
+            from physlm.stages import train
 
             p = resolve("tiny", PIPELINE)
-            if not datasets.step_for(p, "train").done():
+            if not datasets.dataset_step(p, "train").done():
                 with pytest.raises(StepNotDone):
-                    stages.run_train(stages.train_step(p), datasets.step_for(p, "train"))
+                    train.run(train.train_step(p))
 
     run_pipeline("probe", PIPELINE)  # the rerun finishes what each kill left
     assert fingerprint(root) == reference
@@ -240,12 +244,12 @@ def test_resume_records_the_same_loss(tmp_path):
     same loss (and registry row) as an uninterrupted run."""
     import torch
 
-    from physlm import checkpoint
-    from physlm import tokenizer as T
-    from physlm.data import OnlineProblems
+    from physlm.store import checkpoint
+    from physlm.model import tokenizer as T
+    from physlm.model.data import OnlineProblems
     from physlm.igsm.config import Family, GenConfig
-    from physlm.model import ModelConfig
-    from physlm.train import TrainConfig, train
+    from physlm.config import ModelConfig, TrainConfig
+    from physlm.model.train import train
 
     torch.set_num_threads(1)
     tok = T.build_wordlevel()
@@ -262,13 +266,14 @@ def test_resume_records_the_same_loss(tmp_path):
 def test_torn_step_on_s3_is_never_read(s3_root):
     """On S3 a step is written in place, `_SUCCESS` last: a writer killed before it leaves a torn folder. Every
     reader refuses it, and a rerun replaces it."""
-    from physlm import datasets, warehouse
+    from physlm.stages import generate as datasets
+    from physlm.sql import warehouse
     from physlm.presets import resolve
-    from physlm.shards import read_shards
+    from physlm.store.shards import read_shards
 
-    step = datasets.generate_steps(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=10",
+    step = datasets.plan(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=10",
                                                     "data.test_problems=5"]))[0]
-    path = datasets.run_generate(step)
+    path = datasets.run(step)
     good = read_shards(path)
     for name in ("_SUCCESS", "step.json"):  # exactly what a writer killed before its last two writes leaves
         storage.remove(storage.join(path, name))
@@ -278,7 +283,7 @@ def test_torn_step_on_s3_is_never_read(s3_root):
     with pytest.raises(StepNotDone):
         require_done(path)
     assert warehouse.query("select count(*) as n from problems").to_pylist() == [{"n": 0}]
-    assert datasets.run_generate(step) == path and read_shards(path).equals(good)
+    assert datasets.run(step) == path and read_shards(path).equals(good)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -301,11 +306,12 @@ def _task_run_counts(flow_run_id) -> dict[str, int]:
 
 def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, restartable_moto, tmp_path,
                                                             monkeypatch):
-    from flows.generate import generate
+    from flows.pipeline import generate
 
     overrides = ["data.train_shards=8", "data.problems_per_shard=150", "data.test_problems=20", "data.processes=0"]
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "local"))
-    local = {name: read_info(p)["files"] for name, p in _generate_all(overrides).items()}  # uninterrupted bytes
+    # uninterrupted bytes, by step id (the flow's result is keyed so; ids do not depend on the root)
+    local = {f"generate-{os.path.basename(p)}": read_info(p)["files"] for p in _generate_all(overrides).values()}
 
     # botocore's own retries (AWS_MAX_ATTEMPTS, default 5: 3-8 s per refused call) would ride out a short
     # outage by themselves; with 2 attempts a call fails within about a second, so the task's retry is what
@@ -352,10 +358,10 @@ def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, re
 
 
 def _generate_all(overrides):
-    from physlm import datasets
+    from physlm.stages import generate as datasets
     from physlm.presets import resolve
 
-    return {s.config.dataset: datasets.run_generate(s) for s in datasets.generate_steps(resolve("tiny", overrides))}
+    return {s.config.dataset: datasets.run(s) for s in datasets.plan(resolve("tiny", overrides))}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -368,7 +374,7 @@ def cli(*args: str, env: dict | None = None, cwd: str | None = None, timeout: in
 
 
 def test_damaged_shard_is_detected_on_read_and_repaired(root):
-    from physlm.shards import read_shards
+    from physlm.store.shards import read_shards
 
     paths = _generate_all(["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10"])
     truncated = os.path.join(paths["train"], "shard_00001.parquet")
@@ -401,14 +407,14 @@ def test_damaged_shard_is_detected_on_read_and_repaired(root):
     assert cli("repair", "--dry-run").returncode == 0 and verify(paths["train"]) == []
 
     # Or by hand: rerun the one step with force.
-    from physlm import datasets
+    from physlm.stages import generate as datasets
     from physlm.presets import resolve
 
     with open(altered, "wb") as f:
         f.write(b"PAR1 not really")
-    step = datasets.step_for(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=30",
+    step = datasets.dataset_step(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=30",
                                              "data.test_problems=10"]), "test_id")
-    datasets.run_generate(step, force=True)
+    datasets.run(step, force=True)
     assert open(altered, "rb").read() == original[altered]
 
 
@@ -417,10 +423,10 @@ def test_repair_recomputes_a_damaged_train_step(root):
     """Damaged weights: `physlm repair --preset` retrains that step alone, to the same bytes."""
     overrides = PIPELINE
     run_pipeline("train", overrides)
-    from physlm import stages
+    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
 
-    path = stages.train_step(resolve("tiny", overrides)).path()
+    path = train.train_step(resolve("tiny", overrides)).path()
     files = {f: open(f, "rb").read() for f in glob.glob(os.path.join(path, "*.safetensors"))}
     with open(os.path.join(path, "model.safetensors"), "r+b") as f:
         f.truncate(100)
@@ -445,7 +451,7 @@ def _race(stage: str, tmp_path, n: int = 2) -> None:
     run = tmp_path / f"race-{stage}-{uuid.uuid4().hex[:6]}"
     run.mkdir()
     code = ("import os, sys, time; sys.path.insert(0, sys.argv[1]); import torch, test_reliability as t\n"
-            "from physlm import datasets, stages, probe\n"
+            "from physlm.stages import generate as datasets, stages, probe\n"
             "open(sys.argv[2] + '/ready-' + str(os.getpid()), 'w').close()\n"
             "while not os.path.exists(sys.argv[2] + '/go'): time.sleep(0.001)\n"
             "t.run_pipeline(sys.argv[3], sys.argv[4:])")
@@ -720,7 +726,7 @@ def test_s3_credentials_never_leave_the_process(prefect_harness, s3_root, monkey
     assert any(k.endswith(".db") for k in records), "the Prefect database file was not found"
     # what is searched is the real thing: this run's parameters are in the database, its plan in the logs
     assert "data.problems_per_shard=10" in "".join(v for k, v in records.items() if ".db" in k)
-    assert "generate plan for preset tiny" in records["prefect logs"]
+    assert "plan for preset tiny" in records["prefect logs"]
     texts.update(records)
     for where, text in texts.items():
         for value in (secret, key_id, urllib.parse.quote(secret, safe="")):

@@ -2,7 +2,7 @@
 checked in headless Chromium (every <img> decoded with naturalWidth > 0).
 
 The fixture root is built by WRITING small Parquet files with the real schemas (evaluate.GENERATIONS via
-evaluate.write_results, probe.PREDICTIONS / METRICS, analysis.SWEEP, the checkpoint registry) into finished
+evaluate.write_results, the schemas of physlm.tables, the checkpoint registry) into finished
 step folders (`_SUCCESS`), with values chosen so that each query's answer is known (see test_analysis.py).
 """
 
@@ -15,7 +15,9 @@ import sys
 
 import pytest
 
-from physlm import storage
+from physlm import tables
+from physlm.config import QUERIES
+from physlm.store import storage
 
 CKPT = "c0ffee0000000001"
 MODEL = "GPT2-4-4"
@@ -131,7 +133,8 @@ def write_fixture(root: str) -> None:
     """A warehouse with one finished evaluate, probe and sweep step and one registered checkpoint."""
     import pyarrow as pa
 
-    from physlm import analysis, evaluate, probe, registry
+    from physlm.stages import evaluate
+    from physlm.store import registry
 
     def finish(folder):
         storage.write_bytes(storage.join(folder, "_SUCCESS"), b"")
@@ -140,19 +143,19 @@ def write_fixture(root: str) -> None:
     evaluate.write_results(generations(), ev)
     finish(ev)
     pr = storage.join(root, "probe", PROBE_HASH)
-    with_source = probe.PREDICTIONS.append(pa.field("source", pa.string()))  # as the probe stage writes it
-    storage.write_parquet(probe.to_table(predictions_e8(), with_source), storage.join(pr, "probe_predictions.parquet"))
-    storage.write_parquet(probe.to_table(metrics(), probe.METRICS), storage.join(pr, "probe_metrics.parquet"))
+    storage.write_parquet(tables.table(predictions_e8(), tables.PROBE_PREDICTIONS),
+                          storage.join(pr, "probe_predictions.parquet"))
+    storage.write_parquet(tables.table(metrics(), tables.PROBE_METRICS), storage.join(pr, "probe_metrics.parquet"))
     finish(pr)
     pr2 = storage.join(root, "probe", PROBE_HASH2)
-    storage.write_parquet(probe.to_table(predictions_e7(), probe.PREDICTIONS),
-                          storage.join(pr2, "probe_predictions.parquet"))
+    no_source = pa.schema([f for f in tables.PROBE_PREDICTIONS if f.name != "source"])  # an older probe step
+    storage.write_parquet(tables.table(predictions_e7(), no_source), storage.join(pr2, "probe_predictions.parquet"))
     finish(pr2)
     sw = storage.join(root, "sweep", SWEEP_HASH)
-    storage.write_parquet(pa.Table.from_pylist(sweep(), schema=analysis.SWEEP), storage.join(sw, "sweep.parquet"))
+    storage.write_parquet(pa.Table.from_pylist(sweep(), schema=tables.SWEEP), storage.join(sw, "sweep.parquet"))
     finish(sw)
     # an unfinished probe step must stay invisible
-    storage.write_parquet(probe.to_table(metrics(), probe.METRICS),
+    storage.write_parquet(tables.table(metrics(), tables.PROBE_METRICS),
                           storage.join(root, "probe", "b0000002", "probe_metrics.parquet"))
     registry.register({"checkpoint_id": CKPT, "model": MODEL, "n_layer": 4, "n_head": 4, "width": 256,
                        "params": 10_000, "non_embedding_params": 8_000, "data_hash": "d0000001",
@@ -179,21 +182,20 @@ def test_report_has_every_section_with_a_valid_plot(root, tmp_path):
 
     import matplotlib.image as mpimg
 
-    from physlm import analysis
-    from physlm.report import build_report
+    from physlm.sql.report import build_report
 
     url = build_report(str(tmp_path / "out"))
     page = open(url, encoding="utf-8").read()
-    for name in analysis.QUERIES:
+    for name in QUERIES:
         assert f'<section id="{name}">' in page
     assert "no data yet" not in page and "plot failed" not in page
     images = _images(page)
-    assert len(images) == len(analysis.QUERIES)
+    assert len(images) == len(QUERIES)
     for png in images:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
         assert h > 50 and w > 50
-    assert page.count("<b>Paper:</b>") == len(analysis.QUERIES)
+    assert page.count("<b>Paper:</b>") == len(QUERIES)
     assert "GPT2-4-4 greedy: test_id 91.7%" in page  # 11 of 12 in distribution (the fixture)
     assert "GPT2-4-4 greedy test_id by op: op 1 100.0% (n=4); op 2 100.0% (n=4); op 3 75.0% (n=4)" in page
     assert "test_op7 by op" not in page and "test_reask by op" not in page  # one op each: no by-op line
@@ -201,12 +203,11 @@ def test_report_has_every_section_with_a_valid_plot(root, tmp_path):
 
 
 def test_report_on_an_empty_root_says_no_data_yet(tmp_path, monkeypatch):
-    from physlm import analysis
-    from physlm.report import build_report
+    from physlm.sql.report import build_report
 
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "empty"))
     page = open(build_report(str(tmp_path / "out")), encoding="utf-8").read()
-    assert page.count("no data yet") == len(analysis.QUERIES)
+    assert page.count("no data yet") == len(QUERIES)
     assert _images(page) == []
 
 
@@ -231,10 +232,9 @@ window.addEventListener('load', () => {
 
 
 def test_cli_report_renders_in_headless_chromium(root, tmp_path):
-    from physlm import analysis
 
     out = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "physlm", "report", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "flows", "report", "--out", str(out)],
                        capture_output=True, text=True, timeout=300, env={**os.environ})
     assert r.returncode == 0, r.stderr
     index = out / "index.html"
@@ -251,5 +251,5 @@ def test_cli_report_renders_in_headless_chromium(root, tmp_path):
                           "--dump-dom", probe_page.as_uri()], capture_output=True, text=True, timeout=180)
     m = re.search(r"IMAGES (\d+) LOADED (\d+)", dom.stdout)
     assert m, f"chromium printed no image check: {dom.stderr[-2000:]}"
-    n = len(analysis.QUERIES)
+    n = len(QUERIES)
     assert (int(m.group(1)), int(m.group(2))) == (n, n)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
-from physlm.scoring import accuracy_table, score, wilson
+from physlm.model.scoring import accuracy_table, score, wilson
 
 
 def test_score_correct_garbage_truncated_and_unended():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from physlm import shards, storage
+from physlm.store import shards, storage
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 

@@ -7,7 +7,10 @@ import os
 
 import pytest
 
-from physlm import datasets, registry, stages, storage, warehouse
+from physlm.sql import warehouse
+from physlm.stages import evaluate, train
+from physlm.stages import generate as datasets
+from physlm.store import registry, storage
 from physlm.presets import resolve
 
 TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=4", "data.processes=0",
@@ -17,10 +20,10 @@ TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems
 
 def test_train_then_evaluate(root):
     p = resolve("tiny", TINY)
-    for step in datasets.generate_steps(p):
-        datasets.run_generate(step)
-    tstep = stages.train_step(p)
-    path = stages.run_train(tstep, datasets.step_for(p, "train"))
+    for step in datasets.plan(p):
+        datasets.run(step)
+    tstep = train.train_step(p)
+    path = train.run(tstep)
     assert tstep.done() and path == tstep.path()
     names = set(os.listdir(path))
     assert {"config.json", "model.safetensors", "tokenizer.json", "meta_000004.json", "meta_000002.json"} <= names
@@ -28,12 +31,12 @@ def test_train_then_evaluate(root):
     assert sorted(r["step"] for r in rows) == [2, 4] and all(r["train_hash"] == tstep.hash for r in rows)
     assert [r["final"] for r in sorted(rows, key=lambda r: r["step"])] == [False, True]
     stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
-    assert stages.run_train(tstep, datasets.step_for(p, "train")) == path  # cache hit: nothing retrained
+    assert train.run(tstep) == path  # cache hit: nothing retrained
     assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
 
-    estep = stages.evaluate_step(p)
-    out = stages.run_evaluate(estep)
-    n_sets = len(stages.test_sets(p))
+    estep = evaluate.evaluate_step(p)
+    out = evaluate.run(estep)
+    n_sets = len(evaluate.test_sets(p))
     gens = warehouse.query("select test_set, op, decoding, correct, error from generations").to_pylist()
     assert len(gens) == 3 * n_sets and all(g["error"] for g in gens)  # an untrained model: all wrong, classed
     by_sql = warehouse.query("select test_set, avg(correct::int) as acc, count(*) as n from generations "
@@ -56,11 +59,13 @@ def test_bad_training_input_fails_before_training(root):
     """A context too short for the family's problems, and a missing data step, each fail before any training
     with a message naming the problem; nothing is written under the root."""
     from physlm.igsm.config import ConfigError
-    from physlm.steps import StepNotDone
+    from physlm.store.steps import StepNotDone
 
+    short = resolve("tiny", TINY + ["model.n_ctx=64"])
+    train.train_step(short)  # planning (a step's identity) does no work, so it cannot tell
     with pytest.raises(ConfigError, match=r"model\.n_ctx: 64 tokens is shorter than most problems"):
-        stages.train_step(resolve("tiny", TINY + ["model.n_ctx=64"]))
+        train.check_preset(short)  # what the CLI checks before any work
     p = resolve("tiny", TINY)
     with pytest.raises(StepNotDone, match="not a finished step"):
-        stages.run_train(stages.train_step(p), datasets.step_for(p, "train"))  # generate never ran
+        train.run(train.train_step(p))  # generate never ran
     assert not os.path.exists(root) or not any(files for _, _, files in os.walk(root))

@@ -132,13 +132,12 @@ GOLDEN = {
 
 def step_ids(preset) -> dict[str, str]:
     """``{step label: hash}`` of every step a preset plans (nothing is run, nothing is generated)."""
-    from physlm import datasets, stages, sweep
+    from physlm import plan
+    from physlm.stages import sweep
 
-    out = {f"generate:{s.config.dataset}": s.hash for s in datasets.generate_steps(preset)}
-    out["train"] = stages.train_step(preset).hash
-    out["evaluate"] = stages.evaluate_step(preset).hash
-    out["probe"] = stages.probe_step(preset).hash
-    out["analyze"] = stages.analyze_step(preset).hash
+    out = {}
+    for stage, step in plan.steps(preset):
+        out[f"generate:{step.config.dataset}" if stage == "generate" else stage] = step.hash
     if preset.grid:
         out["sweep"] = sweep.sweep_step(preset, (0, 1), sweep.cell_eval_paths(preset, (0, 1))).hash
     return out

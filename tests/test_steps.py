@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pytest
 
-from physlm import storage
-from physlm.steps import (HASH_IF_SET, Step, StepNotDone, config_from_dict, config_to_dict, read_info, require_done,
+from physlm.store import storage
+from physlm.store.steps import (HASH_IF_SET, Step, StepNotDone, config_from_dict, config_to_dict, read_info, require_done,
                           run_step, step_hash, verify)
 
 
@@ -265,7 +265,7 @@ def test_secrets_are_scrubbed_from_step_json(root, monkeypatch):
 
 
 def test_inputs_are_recorded_and_heavy_packages_not_imported(root):
-    code = ("import sys, json; from physlm.steps import Step, run_step; import test_steps as t; "
+    code = ("import sys, json; from physlm.store.steps import Step, run_step; import test_steps as t; "
             "up = run_step(Step('generate', t.Gen()), t.write_rows); "
             "p = run_step(Step('train', t.Gen(), {'data': up}), lambda out: None); "
             "print(json.dumps([up, p, sorted(m for m in ('torch', 'transformers', 'prefect', 'duckdb') "

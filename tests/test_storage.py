@@ -7,7 +7,7 @@ import pytest
 from conftest import free_port
 from test_steps import Gen, write_rows
 
-from physlm import steps, storage
+from physlm.store import steps, storage
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -10,7 +10,11 @@ import pyarrow as pa
 import pytest
 import torch
 
-from physlm import datasets, stages, storage, sweep as psweep
+from physlm.stages import evaluate, probe, train
+from physlm.stages import generate as datasets
+from physlm.stages import sweep as psweep
+from physlm.store import storage
+from physlm import tables
 from physlm.presets import Preset, resolve
 from fstree import mtimes
 from prefect_runs import task_runs
@@ -35,8 +39,8 @@ def celltask_runs(runs: dict, cell: str) -> set[str]:
 
 
 def cell_steps(preset):
-    steps = [stages.train_step(preset), stages.evaluate_step(preset)]
-    return steps + [stages.probe_step(preset)] if PROBE else steps
+    steps = [train.train_step(preset), evaluate.evaluate_step(preset)]
+    return steps + [probe.probe_step(preset)] if PROBE else steps
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -54,8 +58,8 @@ def test_cells_are_grid_times_seeds_on_top_of_user_overrides():
     assert (cp.model.shape, cp.train.seed, cp.train.steps) == ("GPT2-1-2", 1, 2)
     assert psweep.cell_preset(p, ovr[-2:]) == cp
     # one dataset for every cell; distinct train steps
-    assert len({datasets.step_for(resolve("grid-tiny", o), "train").hash for _, o in got}) == 1
-    assert len({stages.train_step(resolve("grid-tiny", o)).hash for _, o in got}) == 4
+    assert len({datasets.dataset_step(resolve("grid-tiny", o), "train").hash for _, o in got}) == 1
+    assert len({train.train_step(resolve("grid-tiny", o)).hash for _, o in got}) == 4
     with pytest.raises(psweep.SweepError, match="no grid"):
         psweep.cells(resolve("tiny"), (0,))
     with pytest.raises(psweep.SweepError, match="distinct"):
@@ -94,8 +98,8 @@ def test_sweep_rows_best_of_seeds_and_decodings():
     }
     rows = psweep.sweep_rows(cfg, "x-1", acc)
     assert len(rows) == 3 + 4 + 2 + 1  # pooled rows only (op 3 dropped)
-    tab = pa.Table.from_pylist(rows, schema=psweep.SWEEP)  # every row fits the schema exactly
-    assert tab.schema == psweep.SWEEP and tab.num_rows == 10
+    tab = pa.Table.from_pylist(rows, schema=tables.SWEEP)  # every row fits the schema exactly
+    assert tab.schema == tables.SWEEP and tab.num_rows == 10
     best = {(r["model"], r["test_set"]): (r["seed"], r["decoding"], r["accuracy"]) for r in rows if r["best"]}
     assert best == {("GPT2-4-2", "test_id"): (0, "beam4", 0.7),  # tie 0.7: lowest seed wins
                     ("GPT2-4-2", "test_op6"): (1, "beam4", 0.3),
@@ -113,25 +117,25 @@ def test_sweep_rows_best_of_seeds_and_decodings():
 
 def test_library_sweep_end_to_end(root):
     p = resolve("grid-tiny", OVR)
-    for ds in datasets.generate_steps(p):
+    for ds in datasets.plan(p):
         for i in range(ds.config.n_shards):
-            datasets.run_generate_shard(ds, i, processes=0)
+            datasets.run_part(ds, i, processes=0)
         datasets.finalize(ds)
     paths = {}
     for name, ovr in psweep.cells(p, SEEDS, OVR):
         cp = resolve("grid-tiny", ovr)
-        stages.run_train(stages.train_step(cp), datasets.step_for(cp, "train"))
-        paths[name] = stages.run_evaluate(stages.evaluate_step(cp))
+        train.run(train.train_step(cp))
+        paths[name] = evaluate.run(evaluate.evaluate_step(cp))
         if PROBE:
-            stages.run_probe_stage(stages.probe_step(cp))
+            probe.run(probe.probe_step(cp))
     assert paths == psweep.cell_eval_paths(p, SEEDS, OVR)
     step = psweep.sweep_step(p, SEEDS, paths)
-    out = psweep.run_sweep_table(step)
+    out = psweep.run(step)
     assert out == step.path() and step.done()
     tab = storage.read_parquet(storage.join(out, "sweep.parquet"))
-    assert tab.schema == psweep.SWEEP
+    assert tab.schema == tables.SWEEP
     rows = tab.to_pylist()
-    test_sets = stages.test_sets(p)
+    test_sets = evaluate.test_sets(p)
     assert len(rows) == 2 * len(test_sets) * len(p.evaluate.decodings)
     assert {r["cell"] for r in rows} == {"GPT2-1-2-s0", "GPT2-2-2-s0"}
     assert all(r["sweep_id"] == f"grid-tiny-{step.hash}" and r["n"] == 2 for r in rows)
@@ -141,7 +145,7 @@ def test_library_sweep_end_to_end(root):
     assert "| GPT2-1-2 | 1 | 128 |" in md and "| GPT2-2-2 | 2 | 128 |" in md
     assert step.read_info()["rows"] == len(rows)
     # the warehouse's `sweep` view reads it (physlm sql "select * from sweep")
-    from physlm import warehouse
+    from physlm.sql import warehouse
 
     got = warehouse.query("SELECT count(*) AS n, sum(best::int) AS best, any_value(step) AS step FROM sweep")
     assert got.to_pylist() == [{"n": len(rows), "best": 2 * len(test_sets), "step": step.hash}]
@@ -164,7 +168,7 @@ def test_sweep_flow_cached_rerun_and_killed_cell(prefect_harness, root):
     assert path == sstep.path() and sstep.done()
     runs = task_runs(first)
     assert all(celltask_runs(runs, cell) == {"Completed"} for cell in CELLS) and runs["sweep-table"] == "Completed"
-    assert len(storage.read_parquet(storage.join(path, "sweep.parquet"))) == 2 * len(stages.test_sets(p))
+    assert len(storage.read_parquet(storage.join(path, "sweep.parquet"))) == 2 * len(evaluate.test_sets(p))
     before = mtimes(root)
 
     # rerun, nothing changed: every step is a cache hit (nothing rewritten). Prefect itself reports "Cached"
@@ -200,14 +204,14 @@ def test_failed_cell_fails_alone(prefect_harness, root, monkeypatch):
     failed cell and fails without a table; the rerun (fixed) recomputes only the failed cell."""
     from flows.sweep import SweepCellsFailed, sweep
 
-    real = stages.run_train
+    real = train.run
 
-    def flaky(step, data_step, force=False):
+    def flaky(step, force=False):
         if step.config.model.n_layer == 2:
             raise RuntimeError("boom: killed")
-        return real(step, data_step, force=force)
+        return real(step, force=force)
 
-    monkeypatch.setattr(stages, "run_train", flaky)
+    monkeypatch.setattr(train, "run", flaky)
     state = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     assert state.is_failed()
     with pytest.raises(SweepCellsFailed, match="GPT2-2-2-s0"):
@@ -217,7 +221,7 @@ def test_failed_cell_fails_alone(prefect_harness, root, monkeypatch):
     assert celltask_runs(runs, "GPT2-1-2-s0") == {"Completed"}
     assert "sweep-table" not in runs
 
-    monkeypatch.setattr(stages, "run_train", real)
+    monkeypatch.setattr(train, "run", real)
     again = sweep(preset="grid-tiny", overrides=OVR, seeds=list(SEEDS), return_state=True)
     assert again.is_completed()
     runs = task_runs(again)

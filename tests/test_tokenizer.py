@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from physlm import tokenizer as T
+from physlm.model import tokenizer as T
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
 

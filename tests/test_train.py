@@ -10,14 +10,16 @@ from safetensors.torch import load_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from physlm import checkpoint, registry
-from physlm import tokenizer as T
-from physlm.data import DataError, OnlineProblems, PackedShards, pack
+from physlm.store import checkpoint, registry
+from physlm.model import tokenizer as T
+from physlm.model.data import DataError, OnlineProblems, PackedShards, pack
 from physlm.igsm.config import Family, GenConfig
-from physlm.model import ModelConfig
-from physlm.shards import generate_shard, write_shard
-from physlm.model import build
-from physlm.train import NextTokenLoss, TrainConfig, TrainConfigError, lr_at, train
+from physlm.config import ModelConfig
+from physlm.store.shards import generate_shard, write_shard
+from physlm.model.gpt import build
+from physlm.config import ConfigError as TrainConfigError
+from physlm.config import TrainConfig
+from physlm.model.train import NextTokenLoss, lr_at, train
 
 GEN = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 N_CTX = 256

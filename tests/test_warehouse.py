@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from physlm.datasets import generate_steps, run_generate
+from physlm.stages.generate import plan as generate_steps
+from physlm.stages.generate import run as run_generate
 from physlm.presets import resolve
-from physlm.warehouse import QueryError, query
+from physlm.sql.warehouse import QueryError, query
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.ood_ops=5"]
 COUNTS = "select family, split, count(*) as n from problems group by all order by all"
@@ -43,7 +44,7 @@ def test_unfinished_steps_are_invisible(root):
 
 def test_problems_view_on_s3_via_cli(s3_root):
     generate()
-    out = subprocess.run([sys.executable, "-m", "physlm", "sql", COUNTS, "--format", "csv"],
+    out = subprocess.run([sys.executable, "-m", "flows", "sql", COUNTS, "--format", "csv"],
                          capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ['"family","split","n"', '"tiny","test",20', '"tiny","train",25']
@@ -79,7 +80,7 @@ def test_read_only_statements_work_and_errors_are_one_line(root):
 
 def test_cli_sql_formats_and_errors(root):
     generate()
-    run = lambda *a: subprocess.run([sys.executable, "-m", "physlm", "sql", *a], capture_output=True,  # noqa: E731
+    run = lambda *a: subprocess.run([sys.executable, "-m", "flows", "sql", *a], capture_output=True,  # noqa: E731
                                     text=True, timeout=120, env={**os.environ})
     out = run("select dataset, count(*) as n from problems group by all order by 1", "--format", "json")
     assert out.returncode == 0 and out.stdout.splitlines()[0] == '{"dataset": "test_id", "n": 5}'

@@ -42,6 +42,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from physlm.igsm.graph import ABSTRACT, INSTANCE, LETTERS, MOD, Graph, Key
+from physlm.igsm.solution import sentences
 
 _NUM = re.compile(r"(?:0|[1-9][0-9]?)")
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -200,16 +201,12 @@ class _Checker:
         self.v.errors.append(Mistake(kind, param, step, detail))
 
     def run(self) -> Verdict:
-        text = self.text.strip() if isinstance(self.text, str) else ""
-        if text.endswith("."):
-            text = text[:-1]
-        sentences = text.split(". ") if text else []
-        for s, sentence in enumerate(sentences):
-            if " BACK" in sentence:
+        for s, sentence in enumerate(sentences(self.text if isinstance(self.text, str) else "")):
+            if sentence.retry:
                 self.v.n_retries += 1
             else:
                 self.v.n_steps += 1
-                self.sentence(s, sentence)
+                self.sentence(s, sentence.text)
         if not self.v.n_steps:
             self.err("empty", None, None, "no solution step")
         if self.last is not None and self.last[1] != self.query:

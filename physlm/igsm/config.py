@@ -15,7 +15,7 @@ from physlm.igsm.graph import LETTERS
 from physlm.igsm.vocab import N_ITEMS, N_SUBCATEGORIES
 
 HASH_IF_SET = {"hash": "if_set"}
-"""physlm.steps.HASH_IF_SET (spelt out: the generator does not import the pipeline): a knob added after the
+"""physlm.store.steps.HASH_IF_SET (spelt out: the generator does not import the pipeline): a knob added after the
 paper's enters a step id only when set, so existing datasets keep their ids."""
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from physlm.igsm.graph import MOD, Graph
+from physlm.igsm.solution import sentences
 
 UNKNOWN = MOD
 """Value label of a parameter that is not known yet (class 23)."""
@@ -101,18 +102,13 @@ def distance_to_query(graph: Graph) -> np.ndarray:
 
 def boundary_states(solution: str) -> list[tuple[int, int]]:
     """Every sentence boundary of a solution text as ``(offset, state)``: offset 0 (state 0, right after the
-    solution marker) and the offset right after the "." ending each sentence. A retry sentence
-    ("Define X as BACK") does not advance the state, so its boundary repeats the state before it."""
-    out = [(0, 0)]
-    state, start = 0, 0
-    while start < len(solution):
-        cut = solution.find(". ", start)
-        end = len(solution) if cut < 0 else cut + 1
-        if solution[start:end].strip(" ."):
-            if " BACK" not in solution[start:end]:
-                state += 1
-            out.append((end, state))
-        start = end
+    solution marker) and the offset right after the "." ending each sentence (``solution.sentences``). A
+    retry sentence ("Define X as BACK") does not advance the state, so its boundary repeats the state before
+    it."""
+    out, state = [(0, 0)], 0
+    for sentence in sentences(solution):
+        state += not sentence.retry
+        out.append((min(sentence.end, len(solution)), state))
     return out
 
 

@@ -311,25 +311,8 @@ def parse_candidates(text: str, *, vocabulary: bool = True) -> list[Graph]:
     stmts = [_parse_statement(s) for s in sentences]
     qref = _parse_question(question)
     refs = _resolve([r for st in stmts for r in (st.subj, *st.ops)], set(qref))
-    edges: dict[Ref, int] = {}
-    for n, st in enumerate(stmts):
-        xy = refs[st.subj]
-        if xy in edges:
-            raise ParseError(f"each {xy[0]}'s {xy[1]} is defined twice: sentence {n + 1} {_show(st.text)} "
-                             f"(first in sentence {edges[xy] + 1})")
-        edges[xy] = n
-    # operand and question references in text order, with where each one occurs
-    seq: list[tuple[Ref, str]] = [(refs[op], f"sentence {n + 1} {_show(st.text)}")
-                                  for n, st in enumerate(stmts) for op in st.ops]
-    qpos = 0 if fmt == "qp" else len(seq)
-    seq.insert(qpos, (qref, f"the question {_show(question)}"))
-    abstract = []
-    for xy, where in seq:
-        if xy not in edges:
-            if xy[1] not in CATEGORIES:
-                raise ParseError(f"'each {xy[0]}'s {xy[1]}' in {where}: no sentence defines it and "
-                                 f"{xy[1]!r} is not a category name")
-            abstract.append((xy, where))
+    edges = _edges(stmts, refs)
+    seq, abstract = _references(stmts, refs, qref, question, fmt, edges)
     items_set = {nm for e in edges for nm in e} | {x for (x, _), _ in abstract}
     subj_names = [nm for st in stmts for r in (st.subj, *st.ops) for nm in refs[r]]
     names = list(dict.fromkeys((list(qref) if fmt == "qp" else []) + subj_names + list(qref)))
@@ -344,18 +327,8 @@ def parse_candidates(text: str, *, vocabulary: bool = True) -> list[Graph]:
         if nm in items_set:
             pos[nm] = (layer[nm], len(items[layer[nm]]))
             items[layer[nm]].append(nm)
-    hyps, reasons = [], []
-    for h, chain in enumerate(HIERARCHIES):
-        for s in range(len(chain) - d + 1):
-            why = _hypothesis_error(h, s, d, layer, abstract)
-            if why is None:
-                hyps.append((h, s))
-            else:
-                reasons.append(f"{'/'.join(chain[s : s + d])}: {why}")
-    if not hyps:
-        raise ParseError(f"no hierarchy of {d} consecutive categories fits the problem: " + "; ".join(reasons))
     built, errors = [], []
-    for h, s in hyps:
+    for h, s in _hypotheses(d, layer, abstract):
         try:
             built.append((h, s, _build(h, s, d, stmts, refs, edges, items, pos, [xy for xy, _ in seq], qref)))
         except ParseError as e:  # e.g. a dependency cycle through an abstract parameter of this reading
@@ -373,6 +346,49 @@ def parse_candidates(text: str, *, vocabulary: bool = True) -> list[Graph]:
             seen.add(sig)
             graphs.append(g)
     return graphs
+
+
+def _edges(stmts, refs) -> dict[Ref, int]:
+    """``{(item, item): sentence index}`` of every defined instance parameter; ParseError on a redefinition."""
+    edges: dict[Ref, int] = {}
+    for n, st in enumerate(stmts):
+        xy = refs[st.subj]
+        if xy in edges:
+            raise ParseError(f"each {xy[0]}'s {xy[1]} is defined twice: sentence {n + 1} {_show(st.text)} "
+                             f"(first in sentence {edges[xy] + 1})")
+        edges[xy] = n
+    return edges
+
+
+def _references(stmts, refs, qref, question: str, fmt: str, edges):
+    """Operand and question references in text order with where each occurs, and the abstract ones among them
+    (not defined by a sentence, so they must name a category)."""
+    seq: list[tuple[Ref, str]] = [(refs[op], f"sentence {n + 1} {_show(st.text)}")
+                                  for n, st in enumerate(stmts) for op in st.ops]
+    seq.insert(0 if fmt == "qp" else len(seq), (qref, f"the question {_show(question)}"))
+    abstract = []
+    for xy, where in seq:
+        if xy not in edges:
+            if xy[1] not in CATEGORIES:
+                raise ParseError(f"'each {xy[0]}'s {xy[1]}' in {where}: no sentence defines it and "
+                                 f"{xy[1]!r} is not a category name")
+            abstract.append((xy, where))
+    return seq, abstract
+
+
+def _hypotheses(d: int, layer, abstract) -> list[tuple[int, int]]:
+    """``(hierarchy, first category)`` of every reading of ``d`` consecutive categories that fits."""
+    hyps, reasons = [], []
+    for h, chain in enumerate(HIERARCHIES):
+        for s in range(len(chain) - d + 1):
+            why = _hypothesis_error(h, s, d, layer, abstract)
+            if why is None:
+                hyps.append((h, s))
+            else:
+                reasons.append(f"{'/'.join(chain[s : s + d])}: {why}")
+    if not hyps:
+        raise ParseError(f"no hierarchy of {d} consecutive categories fits the problem: " + "; ".join(reasons))
+    return hyps
 
 
 def parse_problem(text: str) -> Graph:

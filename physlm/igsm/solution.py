@@ -15,11 +15,40 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 
 from physlm.igsm.graph import ABSTRACT, LETTERS, MOD, Graph
 
 _LETTER_SET = frozenset(LETTERS)
 _NUMERALS = [str(x) for x in range(MOD - 1, 0, -1)]  # "22" .. "1": longest first
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a solution text, as the checker reads it."""
+
+    text: str
+    """The sentence without its final "."."""
+    start: int
+    """Offset of its first character in the solution text."""
+    end: int
+    """Offset right after its "." (where the next state of the solution begins)."""
+    retry: bool
+    """A Part 2.2 retry sentence ("Define X as BACK."): it defines nothing and advances no state."""
+
+
+def sentences(solution: str) -> list[Sentence]:
+    """The sentences of a solution text: the text stripped, a final "." dropped, split on ". ". The one splitter
+    of solution texts: the checker, the probe labels' states and the error analysis all read sentences so."""
+    body = solution.strip()
+    pos = len(solution) - len(solution.lstrip())
+    if body.endswith("."):
+        body = body[:-1]
+    out = []
+    for piece in body.split(". ") if body else []:
+        out.append(Sentence(piece, pos, pos + len(piece) + 1, " BACK" in piece))
+        pos += len(piece) + 2
+    return out
 
 
 def _fold(items: list, sign: str) -> tuple:

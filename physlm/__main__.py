@@ -1,5 +1,0 @@
-"""``python -m physlm`` runs the CLI."""
-
-from physlm.cli import app
-
-app()

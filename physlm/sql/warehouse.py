@@ -1,0 +1,124 @@
+"""The SQL warehouse: read-only DuckDB views over every finished step's Parquet under `PHYSLM_ROOT`.
+
+`connect()` opens an in-memory DuckDB and defines one view per output kind; `query(sql)` runs one user
+statement on it and returns a pyarrow Table. Views (physlm.tables.VIEWS; their SQL in `sql/views/*.sql`,
+after the macros of `sql/views/macros.sql`):
+
+- `problems`: every row of every finished generate step (record schema, `physlm.igsm.record`), plus a
+  `step` column with the step's hash (the folder name `{root}/generate/{hash}`);
+- `checkpoints`: the checkpoint registry (`physlm.tables.CHECKPOINTS`), one row per registered checkpoint;
+- `generations`: every scored generation of every finished evaluate step (`physlm.tables.GENERATIONS`)
+  plus `step`; `accuracy`: their accuracy tables (op = -1: all ops of a test set pooled).
+
+Only folders with `_SUCCESS` enter, so a step being written or killed mid-way is invisible. The file list
+is taken when the connection is opened (a snapshot). On `s3://` roots the s3fs filesystem of
+`physlm.store.storage` is registered on the connection (`register_filesystem`): DuckDB 2's httpfs extension
+cannot be installed offline, and nothing here ever runs INSTALL or LOAD.
+
+Read-only: the views read files lazily, so DuckDB needs external (file) access and cannot simply have it
+switched off. Instead every statement is classified by DuckDB's own parser (`extract_statements`) and
+only SELECT-type statements (SELECT, WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN of
+one run; COPY, CREATE, INSERT, ATTACH, SET, PRAGMA, CALL, EXPORT ... are refused before anything runs,
+so no query can write under the root (or anywhere). 
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+from physlm.store import steps, storage
+from physlm.tables import VIEWS
+
+ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+class QueryError(ValueError):
+    """A statement that is not a read-only query, or one DuckDB rejects; the message is one line."""
+
+
+def _finished(name: str, root: str) -> list[tuple[str, str]]:
+    """`(hash, step folder)` of every finished step called `name` under the root."""
+    out = []
+    for folder in storage.listdir(storage.join(root, name)):
+        if storage.exists(storage.join(folder, steps.SUCCESS)):
+            out.append((folder.rsplit("/", 1)[1], folder))
+    return out
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in items) + "]"
+
+
+def _view_sql(view: str) -> str:
+    return resources.files("physlm.sql").joinpath(f"views/{view}.sql").read_text()
+
+
+def _files_by_step(name: str, root: str, pattern: str) -> tuple[list[str], list[str]]:
+    """Parallel lists (file URL, step hash) of the Parquet files of finished steps."""
+    files, hashes = [], []
+    for h, folder in _finished(name, root):
+        for url in storage.glob(storage.join(folder, pattern)):
+            files.append(url)
+            hashes.append(h)
+    return files, hashes
+
+
+def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the warehouse views over `root` (default `PHYSLM_ROOT`)."""
+    root = storage.root() if root is None else root
+    con = duckdb.connect(":memory:")
+    if storage.is_s3(root):
+        fs, _ = storage.filesystem(root)
+        con.register_filesystem(fs)
+
+    con.execute(_view_sql("macros"))
+    # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
+    for view, step_name, pattern, schema in VIEWS:
+        if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder
+            files = storage.glob(storage.join(root, pattern))
+        else:
+            files, _ = _files_by_step(step_name, root, pattern)
+        if files:
+            source = f"read_parquet({_sql_list(files)}, filename = true, union_by_name = true)"
+        else:  # no data yet: an empty view with the right columns, so queries still bind
+            con.register(f"_{view}_empty", schema.empty_table().append_column("filename", pa.array([], pa.string())))
+            source = f"_{view}_empty"
+        con.execute(_view_sql(view).replace("{source}", source))
+    return con
+
+
+def _check(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise QueryError(_one_line(e)) from None
+    if len(statements) != 1:
+        raise QueryError(f"expected exactly one statement, got {len(statements)}")
+    st = statements[0]
+    if st.type not in ALLOWED:
+        raise QueryError(f"only read-only queries (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are "
+                         f"allowed; got a {st.type.name} statement")
+    if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: check that one too
+        inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", st.query, flags=re.IGNORECASE)
+        _check(con, inner)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def query(sql: str, root: str | None = None) -> pa.Table:
+    """Run one read-only statement over the warehouse views; QueryError (one line) if it is refused."""
+    con = connect(root)
+    try:
+        _check(con, sql)
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise QueryError(_one_line(e)) from None
+    finally:
+        con.close()

@@ -1,0 +1,277 @@
+"""The probe stage: V-probes of the trained model (E4-E6, E10) and the probe points of the error analysis (E7, E8).
+
+probe ``{root}/probe/{hash}/`` — config: ``ProbeConfig``; inputs: the train step, the "train" and "test_id"
+generate steps (probe training problems: the first ``train_problems`` of "train", template hash < 17; test:
+the first ``test_problems`` of "test_id", hash >= 17), the "test_reask" generate step and the evaluate step
+(its greedy generations drive the error analysis). The model's weights are never written
+(``checkpoint.load_model`` + frozen ``VProbe``; the maths is physlm/model/probe.py). Writes
+``probe_predictions.parquet`` and ``probe_metrics.parquet`` (physlm.tables) and ``probe_metrics.md``.
+Prediction rows by ``source``:
+
+* ``probe_test`` (:func:`fit`): every task x {vprobe, random_init, linear} on the test problems at layer -1,
+  plus the nece V-probe at each extra ``layers`` site; the metrics rows are these only. The random-init
+  model is ``probe.random_init_like(model, random_init_seed)`` (the seed is in step.json's config).
+* ``reask_all_params`` (E7, :func:`e7_rows`): the trained nece V-probe (layer -1) on EVERY parameter of G_d
+  of each "test_reask" problem that has a greedy generation; label = the true nece(A). Join
+  ``unnest(generations.unnecessary)`` with ``param_a`` on ``(checkpoint_id, problem_id)``.
+* ``first_wrong`` (E8, :func:`e8_rows`): for each wrong greedy generation of "test_id" and "test_reask" whose
+  ``first_wrong_param`` A is a parameter of G_d, the trained can_next / nece_next V-probes (those in
+  ``tasks``) at the model's OWN prefix just before A's sentence (``probe.make_example(solution_prefix=...)``;
+  the sentence is the one the checker blames, the first error naming A). ``state`` = the number of
+  sentences written before it, retry "BACK" sentences not counted (as ``labels.boundary_states`` and the
+  E8 query count them). Labels are the truth given what the generated prefix defined: known = the G_d
+  parameters named by its (non-retry) "Define X as" sentences, right or wrong; can_next(A) = A not known and
+  all its operands known; nece_next(A) = can_next(A) and A necessary. A generation whose A is not in G_d
+  (unknown or structural-only names) or that has no solution text gets no row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from physlm.config import ProbeConfig
+from physlm.igsm.record import graph_of
+from physlm.presets import Preset
+from physlm.stages import evaluate, generate, train
+from physlm.store import storage
+from physlm.store.steps import Step, require_done, run_step
+from physlm.tables import PROBE_METRICS, PROBE_PREDICTIONS, TEST_ID, TEST_REASK, TRAIN, table
+
+NAME = "probe"
+GPU = True
+VERSION = 1
+KEEP = ("nece", "can_next", "nece_next")
+"""Trained probes the error analysis reuses (E7: nece; E8: can_next, nece_next)."""
+
+
+def plan(preset: Preset) -> list[Step]:
+    return [probe_step(preset)]
+
+
+def probe_step(preset: Preset) -> Step:
+    inputs = {"train": train.train_step(preset).path(),
+              "train_data": generate.dataset_step(preset, TRAIN).path(),
+              "test_id": generate.dataset_step(preset, TEST_ID).path(),
+              "test_reask": generate.dataset_step(preset, TEST_REASK).path(),
+              "evaluate": evaluate.evaluate_step(preset).path()}
+    return Step(NAME, preset.probe, inputs=inputs, version=VERSION)
+
+
+def describe(step: Step) -> str:
+    cfg: ProbeConfig = step.config
+    layers = f", layers {','.join(map(str, cfg.layers))}" if cfg.layers else ""
+    return f"{','.join(cfg.tasks)}; {cfg.steps} steps{layers}"
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Inputs:
+    """What every part of the stage reads: the frozen model, its tokenizer and checkpoint id, the probes'
+    train/test problem rows."""
+
+    model: object
+    tok: object
+    cid: str
+    train_rows: list[dict]
+    test_rows: list[dict]
+
+
+def load_inputs(step: Step) -> Inputs:
+    from physlm.store import checkpoint
+    from physlm.store.shards import read_shards
+
+    cfg: ProbeConfig = step.config
+    for path in step.inputs.values():  # never read an unfinished input (a reader's first duty)
+        require_done(path)
+    train_path = step.inputs["train"]
+    train_rows = read_shards(step.inputs["train_data"]).slice(0, cfg.train_problems).to_pylist()
+    test_rows = read_shards(step.inputs["test_id"]).slice(0, cfg.test_problems).to_pylist()
+    if any(r["split"] != "train" for r in train_rows) or any(r["split"] != "test" for r in test_rows):
+        raise ValueError("probe: train problems must have template hash < train_bins, test problems >=")
+    return Inputs(checkpoint.load_model(train_path), evaluate.load_tokenizer(train_path),
+                  train.final_checkpoint_id(train_path), train_rows, test_rows)
+
+
+# ---------------------------------------------------------------------------------------------- E4-E6, E10
+
+
+def fit(cfg: ProbeConfig, x: Inputs) -> tuple[list[dict], list[dict], dict]:
+    """Every task's V-probe with its baselines, and the layer-wise nece probes: ``(prediction rows, metrics
+    rows, {task: trained V-probe})`` for the tasks the error analysis reuses."""
+    from physlm.model import probe as P
+
+    preds: list[dict] = []
+    metrics: list[dict] = []
+    probes = {}
+    rand = P.random_init_like(x.model, cfg.random_init_seed) if "random_init" in cfg.baselines else None
+    for task in cfg.tasks:
+        p_rows, m_rows, vp = _fit_vprobe(cfg, task, x)
+        preds += p_rows
+        metrics += m_rows
+        if task in KEEP:
+            probes[task] = vp
+        for name, model in (("random_init", rand), ("linear", x.model)):
+            if name in cfg.baselines:
+                p_rows, m_rows = P.run_probe(model, x.tok, x.train_rows, x.test_rows, cfg, task, x.cid, name)
+                preds += p_rows
+                metrics += m_rows
+    del rand
+    for layer in cfg.layers:
+        p_rows, m_rows = P.run_probe(x.model, x.tok, x.train_rows, x.test_rows, cfg, "nece", x.cid, layer=layer)
+        preds += p_rows
+        metrics += m_rows
+    return preds, metrics, probes
+
+
+def _fit_vprobe(cfg: ProbeConfig, task: str, x: Inputs):
+    """``probe.run_probe(..., "vprobe")`` that also returns the trained probe (for E7/E8)."""
+    from physlm.model import probe as P
+
+    pad = x.tok.markers.end
+    train_ex = P.build_examples(x.tok, x.train_rows, task, cfg.samples_per_problem, cfg.balanced, cfg.seed)
+    test_ex = P.build_examples(x.tok, x.test_rows, task, cfg.samples_per_problem, False, cfg.seed)
+    if not train_ex or not test_ex:
+        raise ValueError(f"probe {task}: no probe examples (train {len(train_ex)}, test {len(test_ex)})")
+    y = [e.label for e in train_ex]
+    vp, _ = P.fit_vprobe(x.model, [e.ids for e in train_ex], y, P.n_classes(task), cfg, pad_id=pad)
+    probs = P.predict_vprobe(vp, [e.ids for e in test_ex], cfg.batch_size, pad_id=pad)
+    preds = P.prediction_rows(test_ex, probs, x.cid, -1, "vprobe")
+    return preds, P.metric_rows(preds, P.majority_class(y)), vp
+
+
+# ---------------------------------------------------------------------------------------------- E7, E8
+
+
+def greedy_generations(step: Step) -> list[dict]:
+    import pyarrow.compute as pc
+
+    gens = storage.read_parquet(storage.join(step.inputs["evaluate"], "generations.parquet"))
+    return gens.filter(pc.equal(gens["decoding"], "greedy")).to_pylist()
+
+
+def e7_rows(cfg: ProbeConfig, x: Inputs, probe, gens: list[dict], reask: dict[str, dict]) -> list[dict]:
+    """The trained nece probe on every parameter of each re-ask problem that has a greedy generation."""
+    from physlm.igsm.labels import distance_to_query
+    from physlm.model import probe as P
+
+    seen, examples = set(), []
+    for gen in gens:
+        row = reask.get(gen["problem_id"]) if gen["test_set"] == TEST_REASK else None
+        if row is None or gen["problem_id"] in seen:
+            continue
+        seen.add(gen["problem_id"])
+        g = graph_of(row)
+        dist = distance_to_query(g)
+        examples += [P.make_example(x.tok, row, "nece", (a,), int(dist[a] >= 0)) for a in range(g.n)]
+    if not examples:
+        return []
+    probs = P.predict_vprobe(probe, [e.ids for e in examples], cfg.batch_size, pad_id=x.tok.markers.end)
+    return P.prediction_rows(examples, probs, x.cid, -1, "vprobe", "reask_all_params")
+
+
+def e8_rows(cfg: ProbeConfig, x: Inputs, probes: dict, gens: list[dict], problems: dict[str, dict]) -> list[dict]:
+    """The can_next / nece_next probes just before the first wrong step of each wrong greedy generation."""
+    from physlm.model import probe as P
+
+    examples: dict[str, list] = {t: [] for t in probes}
+    for gen in gens:
+        row = problems.get(gen["test_set"], {}).get(gen["problem_id"])
+        if row is None or gen["correct"] or not gen["first_wrong_param"]:
+            continue
+        solution = solution_text(x.tok, gen["output"])
+        hit = None if solution is None else first_wrong_probe(row, solution, gen["first_wrong_param"])
+        if hit is None:
+            continue
+        state, prefix, a, labels = hit
+        for t in probes:
+            examples[t].append(P.make_example(x.tok, row, t, (a,), labels[t], state=state, solution_prefix=prefix))
+    out = []
+    for t, exs in examples.items():
+        if exs:
+            probs = P.predict_vprobe(probes[t], [e.ids for e in exs], cfg.batch_size, pad_id=x.tok.markers.end)
+            out += P.prediction_rows(exs, probs, x.cid, -1, "vprobe", "first_wrong")
+    return out
+
+
+def solution_text(tok, output: str) -> str | None:
+    """The solution part of a ``generations.output`` (decoded with its markers), None without [answer]."""
+    end, answer = tok.decode([tok.markers.end]), tok.decode([tok.markers.answer])
+    text = output.split(end, 1)[0]
+    return text.split(answer, 1)[0] if answer in text else None
+
+
+def _defined_name(sentence: str) -> str | None:
+    head = sentence.split("; ", 1)[0]
+    if " BACK" in sentence or not head.startswith("Define ") or " as " not in head:
+        return None
+    return head[len("Define "):].rpartition(" as ")[0] or None
+
+
+def first_wrong_probe(row: dict, solution: str, first_wrong_param: str | None = None):
+    """E8 probe point of a wrong solution: ``(state, solution_prefix, a, {"can_next": l, "nece_next": l})``
+    or None (no parameter-level error, or A not in G_d). See the module docstring."""
+    from physlm.igsm.check import check
+    from physlm.igsm.solution import sentences
+
+    g = graph_of(row)
+    mistake = next((m for m in check(g, solution).errors if m.param is not None), None)
+    if mistake is None or mistake.step is None:
+        return None
+    if first_wrong_param is not None and mistake.param != first_wrong_param:
+        return None
+    index = {g.name(p): p for p in range(g.n)}
+    a = index.get(mistake.param)
+    if a is None:
+        return None
+    before = sentences(solution)[:mistake.step]  # the checker's sentences, up to the one it blames
+    cut = before[-1].end if before else 0  # right after the "." (no space)
+    known = {index[n] for n in (_defined_name(x.text) for x in before) if n in index}
+    can = a not in known and all(q in known for q in g.preds[a])
+    necessary = a in set(g.order)
+    state = sum(not x.retry for x in before)
+    return state, solution[:cut], a, {"can_next": int(can), "nece_next": int(can and necessary)}
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def run(step: Step, force: bool = False) -> str:
+    """Train and score every probe of the step, then the error-analysis probe points; returns the step path."""
+    from physlm.store.shards import read_shards
+
+    cfg: ProbeConfig = step.config
+
+    def body(out: str) -> dict:
+        x = load_inputs(step)
+        preds, metrics, probes = fit(cfg, x)
+        gens = greedy_generations(step)
+        problems = {name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()}
+                    for name in (TEST_ID, TEST_REASK)}
+        e7 = e7_rows(cfg, x, probes["nece"], gens, problems[TEST_REASK]) if "nece" in probes else []
+        e8 = e8_rows(cfg, x, {t: probes[t] for t in ("can_next", "nece_next") if t in probes}, gens, problems)
+        write(out, preds + e7 + e8, metrics)
+        return {"checkpoint_id": x.cid, "random_init_seed": cfg.random_init_seed,
+                "predictions": len(preds) + len(e7) + len(e8), "metrics": len(metrics),
+                "reask_all_params": len(e7), "first_wrong": len(e8)}
+
+    return run_step(step, body, force=force)
+
+
+def write(out: str, preds: list[dict], metrics: list[dict]) -> None:
+    storage.write_parquet(table(preds, PROBE_PREDICTIONS), storage.join(out, "probe_predictions.parquet"))
+    storage.write_parquet(table(metrics, PROBE_METRICS), storage.join(out, "probe_metrics.parquet"))
+    storage.write_bytes(storage.join(out, "probe_metrics.md"), metrics_markdown(metrics).encode())
+
+
+def metrics_markdown(metrics: list[dict]) -> str:
+    rows = [m for m in metrics if m["slice"] == "all"]
+    rows.sort(key=lambda m: (m["task"], m["layer"] != -1, m["layer"], m["baseline"] != "vprobe", m["baseline"]))
+    lines = ["| checkpoint | task | layer | baseline | n | accuracy | MCC | majority acc. |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in rows:
+        mcc = "-" if m["mcc"] is None else f"{m['mcc']:.3f}"
+        lines.append(f"| {m['checkpoint_id']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
+                     f"{m['accuracy']:.3f} | {mcc} | {m['majority_accuracy']:.3f} |")
+    return "\n".join(lines) + "\n"

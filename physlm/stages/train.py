@@ -1,0 +1,146 @@
+"""The train stage: one step that trains the preset's model and registers its checkpoints.
+
+train ``{root}/train/{hash}/`` — config: ``TrainStepConfig`` (the model with the tokenizer's vocab size, the
+recipe, the tokenizer kind, online or shard data); input: the "train" generate step (the training
+distribution on record, online or not). It trains in the step's staging folder (``steps.parts_path``:
+stable across restarts, so a killed or retried run resumes from its last checkpoint), then finishes the step
+with every checkpoint, the tokenizer files and a ``save_pretrained`` copy of the final model
+(``config.json`` + ``model.safetensors``), and registers each checkpoint in the registry
+(``physlm sql "select * from checkpoints"``). The loop itself is physlm/model/train.py.
+
+A train step's id is cheap: the config is the preset's own objects (no tokenizer is built, no problem
+generated). Whether the context holds the family's problems (:func:`check_context`) is checked before any
+work by the CLI and again when the step runs, never while planning.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from physlm.config import ConfigError, TrainStepConfig
+from physlm.presets import Preset
+from physlm.stages import generate
+from physlm.store import registry, steps, storage
+from physlm.store.steps import Step, exclusive, finalize_parts, parts_path, require_done
+
+NAME = "train"
+GPU = True
+VERSION = 1
+FIT_SAMPLE = 64
+"""Problems drawn (fixed seeds) to check that the training context holds the family's problems."""
+
+
+def plan(preset: Preset) -> list[Step]:
+    return [train_step(preset)]
+
+
+def train_step(preset: Preset) -> Step:
+    cfg = TrainStepConfig(model=preset.model, train=preset.train, tokenizer=preset.tokenizer,
+                          online=preset.data.online)
+    return Step(NAME, cfg, inputs={"data": generate.dataset_step(preset, "train").path()}, version=VERSION)
+
+
+def describe(step: Step) -> str:
+    cfg: TrainStepConfig = step.config
+    return f"{cfg.model.name}, {cfg.train.steps} steps"
+
+
+def tokenizer_for(kind: str):
+    from physlm.model.tokenizer import build_wordlevel
+
+    return build_wordlevel(names=kind)
+
+
+# ---------------------------------------------------------------------------------------------- the context
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_lengths(gen, kind: str) -> tuple[int, ...]:
+    from physlm.igsm.generate import generate as make_problem
+    from physlm.model.data import encode_units
+
+    probs = [make_problem(gen, 10_000_019 + i) for i in range(FIT_SAMPLE)]
+    units = encode_units(tokenizer_for(kind), [p.problem for p in probs], [p.solution for p in probs],
+                         [p.answer for p in probs])
+    return tuple(sorted(len(u.ids) for u in units))
+
+
+def check_context(cfg: TrainStepConfig, gen) -> None:
+    """ConfigError naming ``model.n_ctx`` if it cannot hold most training problems of ``gen`` (the data
+    sources would silently drop every problem longer than ``n_ctx - 1`` tokens)."""
+    lengths = _unit_lengths(gen, cfg.tokenizer)
+    fit = sum(n <= cfg.model.n_ctx - 1 for n in lengths)
+    if fit < len(lengths) / 2:
+        raise ConfigError(f"model.n_ctx: {cfg.model.n_ctx} tokens is shorter than most problems of family "
+                          f"{gen.family.name!r} ({fit} of {len(lengths)} sampled fit; median "
+                          f"{lengths[len(lengths) // 2]} tokens, longest {lengths[-1]}); raise model.n_ctx")
+
+
+def check_preset(preset: Preset) -> None:
+    """:func:`check_context` for a preset (the CLI calls it before any work)."""
+    check_context(train_step(preset).config, generate.dataset_step(preset, "train").config.gen)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def run(step: Step, force: bool = False) -> str:
+    """Train (resuming from the staging folder), finish the step, register its checkpoints; returns the path."""
+    if step.done() and not force:
+        return step.path()
+    data_step = steps.load(require_done(step.inputs["data"]))  # the training distribution on record
+    check_context(step.config, data_step.config.gen)
+    with exclusive(step):  # a second trainer of this step waits here, then finds it done
+        if step.done() and not force:
+            return step.path()
+        return _train_and_finish(step, data_step, force)
+
+
+def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
+    from physlm.model import data as pdata
+    from physlm.model.train import train
+    from physlm.store import checkpoint
+
+    cfg: TrainStepConfig = step.config
+    work = parts_path(step)
+    tok = tokenizer_for(cfg.tokenizer)
+    tok.save(work)
+    if cfg.online:
+        source = pdata.OnlineProblems(data_step.config.gen, tok, num_workers=cfg.train.data_workers)
+    else:
+        source = pdata.PackedShards(data_step.path(), tok)
+    summary = train(cfg.model, cfg.train, source, work, resume=not force)
+    parts = _save_final(work)
+    path = finalize_parts(step, parts, info=lambda out: {"train_summary": _jsonable(summary)}, force=force)
+    for s in checkpoint.steps(path):
+        meta = {**checkpoint.read_meta(path, s), "path": checkpoint.meta_url(path, s)}
+        registry.register(registry.row_from_meta(meta, data_step.hash, step.hash))
+    return path
+
+
+def _save_final(work: str) -> list[str]:
+    """A ``save_pretrained`` copy of the last checkpoint's model beside the checkpoints (config.json,
+    model.safetensors): the step folder is then a model folder transformers loads. Returns every part."""
+    from physlm.store import checkpoint
+
+    model = checkpoint.load_model(work)
+    model.save_pretrained(storage.join(work, "final"), safe_serialization=True)
+    parts = sorted(u.rsplit("/", 1)[1] for u in storage.listdir(work) if not u.endswith("/final"))
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        src = storage.join(work, "final", name)
+        if storage.exists(src):
+            storage.write_bytes(storage.join(work, name), storage.read_bytes(src))
+            parts.append(name)
+    storage.remove(storage.join(work, "final"), recursive=True)
+    return sorted(set(parts))
+
+
+def _jsonable(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None), list))}
+
+
+def final_checkpoint_id(train_path: str) -> str:
+    from physlm.store import checkpoint
+
+    last = checkpoint.latest(train_path)
+    return registry.checkpoint_id(checkpoint.meta_url(train_path, last))
