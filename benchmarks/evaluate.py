@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from physlm.model import decode
+from physlm.config import ModelConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.config import ModelConfig
+from physlm.model import decode
 from physlm.model.gpt import build, load
 from physlm.model.tokenizer import build_wordlevel
 
@@ -32,8 +32,11 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tok = build_wordlevel()
     torch.manual_seed(0)
-    model = load(args.checkpoint) if args.checkpoint else build(
-        ModelConfig(n_layer=2, n_head=2, vocab_size=tok.vocab_size, n_ctx=512))
+    model = (
+        load(args.checkpoint)
+        if args.checkpoint
+        else build(ModelConfig(n_layer=2, n_head=2, vocab_size=tok.vocab_size, n_ctx=512))
+    )
     cfg = GenConfig(family=Family("tiny", max_op=4, max_edge=6), split="test")
     prompts = [tok.encode_prompt(generate(cfg, s).problem) for s in range(args.n)]
     dec = decode.Decoding(max_new_tokens=args.max_new_tokens)
@@ -48,9 +51,15 @@ def main() -> None:
     with torch.no_grad():
         for p in prompts:  # the baseline: plain model.generate, one problem at a time
             ids = torch.tensor([p])
-            seq = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=dec.max_new_tokens,
-                                 do_sample=False, eos_token_id=end, pad_token_id=end)[0, len(p):].tolist()
-            single.append((seq[:seq.index(end)] if end in seq else seq, end in seq))
+            seq = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=dec.max_new_tokens,
+                do_sample=False,
+                eos_token_id=end,
+                pad_token_id=end,
+            )[0, len(p) :].tolist()
+            single.append((seq[: seq.index(end)] if end in seq else seq, end in seq))
     t_single = time.perf_counter() - t
 
     print(f"problems: {args.n}, max_new_tokens: {dec.max_new_tokens}, threads: {torch.get_num_threads()}")

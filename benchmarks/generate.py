@@ -23,10 +23,26 @@ from physlm.igsm.parse import parse_problem
 REFERENCE_PER_S = {"med": 1 / 0.047, "hard": 1 / 0.076}
 # spec A.4 / A.9 measurements of the authors' generator [M]
 SPEC = {
-    "med": dict(ip_mean=9.0, depth={2: .39, 3: .34, 4: .27}, indeg={1: .57, 2: .26, 3: .11, 4: .06},
-                abstract_query=.41, nece_inst=3.5, unnece=5.5, nece_abs=1.2, childless=.09),
-    "hard": dict(ip_mean=10.7, depth=None, indeg={1: .57, 2: .26, 3: .11, 4: .06}, abstract_query=None,
-                 nece_inst=4.4, unnece=6.5, nece_abs=1.4, childless=.09),
+    "med": dict(
+        ip_mean=9.0,
+        depth={2: 0.39, 3: 0.34, 4: 0.27},
+        indeg={1: 0.57, 2: 0.26, 3: 0.11, 4: 0.06},
+        abstract_query=0.41,
+        nece_inst=3.5,
+        unnece=5.5,
+        nece_abs=1.2,
+        childless=0.09,
+    ),
+    "hard": dict(
+        ip_mean=10.7,
+        depth=None,
+        indeg={1: 0.57, 2: 0.26, 3: 0.11, 4: 0.06},
+        abstract_query=None,
+        nece_inst=4.4,
+        unnece=6.5,
+        nece_abs=1.4,
+        childless=0.09,
+    ),
 }
 
 
@@ -54,12 +70,17 @@ def stats(problems, max_op):
     law = {k: (2 * (max_op - k) + 1) / max_op**2 for k in range(1, max_op + 1)}
     return dict(
         op_hist={k: (round(ops[k] / n, 4), round(law[k], 4)) for k in range(1, max_op + 1)},
-        ip_mean=round(st.mean(p.ip for p in problems), 2), ip_max=max(p.ip for p in problems),
+        ip_mean=round(st.mean(p.ip for p in problems), 2),
+        ip_max=max(p.ip for p in problems),
         depth={k: round(v / n, 3) for k, v in sorted(depth.items())},
         indeg={k: round(v / tot, 3) for k, v in sorted(indeg.items())},
-        abstract_query=round(absq / n, 3), nece_inst=round(st.mean(ni), 2), unnece=round(st.mean(nu), 2),
-        nece_abs=round(st.mean(na), 2), childless=round(child / n, 3),
-        words_problem=round(st.mean(words_p), 1), words_solution=round(st.mean(words_s), 1),
+        abstract_query=round(absq / n, 3),
+        nece_inst=round(st.mean(ni), 2),
+        unnece=round(st.mean(nu), 2),
+        nece_abs=round(st.mean(na), 2),
+        childless=round(child / n, 3),
+        words_problem=round(st.mean(words_p), 1),
+        words_solution=round(st.mean(words_s), 1),
     )
 
 
@@ -81,8 +102,9 @@ def main() -> None:
         parse_s = args.n / (time.perf_counter() - t)
         ref = REFERENCE_PER_S[fam.name]
         print(f"== {fam.name} (train distribution, {args.n} problems, one core)")
-        print(f"generate: {gen_s:8.0f} problems/s  = {gen_s / ref:5.1f}x the authors' generator "
-              f"({ref:.0f}/s, spec A.9)")
+        print(
+            f"generate: {gen_s:8.0f} problems/s  = {gen_s / ref:5.1f}x the authors' generator ({ref:.0f}/s, spec A.9)"
+        )
         print(f"check:    {check_s:8.0f} solutions/s ({ok}/{args.n} generated solutions judged correct)")
         print(f"parse:    {parse_s:8.0f} problem texts/s")
         got = stats(problems, fam.max_op)

@@ -34,12 +34,29 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DRY = ["data.train_shards=1", "data.problems_per_shard=16", "data.test_problems=8", "data.processes=0",
-       "model.shape=GPT2-2-2", "model.n_ctx=256", "train.steps=4", "train.batch_size=4",
-       "train.micro_batch_size=2", "train.ckpt_every=4", "train.log_every=2", "train.device=cpu",
-       "evaluate.limit=8", "evaluate.max_new_tokens=32", "probe.steps=4", "probe.batch_size=8",
-       "probe.train_problems=8", "probe.test_problems=8", "probe.tasks=nece,known", "probe.layers=",
-       "probe.device=cpu"]
+DRY = [
+    "data.train_shards=1",
+    "data.problems_per_shard=16",
+    "data.test_problems=8",
+    "data.processes=0",
+    "model.shape=GPT2-2-2",
+    "model.n_ctx=256",
+    "train.steps=4",
+    "train.batch_size=4",
+    "train.micro_batch_size=2",
+    "train.ckpt_every=4",
+    "train.log_every=2",
+    "train.device=cpu",
+    "evaluate.limit=8",
+    "evaluate.max_new_tokens=32",
+    "probe.steps=4",
+    "probe.batch_size=8",
+    "probe.train_problems=8",
+    "probe.test_problems=8",
+    "probe.tasks=nece,known",
+    "probe.layers=",
+    "probe.device=cpu",
+]
 """The dry run: the tiny preset shrunk to seconds on a CPU (later --set options win)."""
 
 
@@ -95,20 +112,31 @@ def training(path: str, p) -> dict:
     tok_s = statistics.median(h["tokens_per_s"] for h in hist)
     mfu = [h["mfu"] for h in hist if "mfu" in h]
     dev = _device(p)
-    print(f"{p.model.name} n_ctx {p.model.n_ctx} batch {p.train.batch_size} (micro "
-          f"{p.train.micro_batch_size or p.train.batch_size}) on {dev}: {tok_s:,.0f} tokens/s"
-          + (f", MFU {statistics.median(mfu):.1%}" if mfu else "") + f", final loss {summary['loss']:.3f}")
+    print(
+        f"{p.model.name} n_ctx {p.model.n_ctx} batch {p.train.batch_size} (micro "
+        f"{p.train.micro_batch_size or p.train.batch_size}) on {dev}: {tok_s:,.0f} tokens/s"
+        + (f", MFU {statistics.median(mfu):.1%}" if mfu else "")
+        + f", final loss {summary['loss']:.3f}"
+    )
     gen = p.data.datasets()["train"][0]
     t, n = time.perf_counter(), 100
     for i in range(n):
         generate(gen, i)
     per_worker = n / (time.perf_counter() - t)
     need = tok_s / _mean_tokens(gen)
-    print(f"data: one process makes {per_worker:,.0f} problems/s; training consumes ~{need:,.0f}/s -> needs "
-          f"~{need / per_worker:.1f} data workers (train.data_workers={p.train.data_workers})")
-    return {"device": dev, "tokens_per_s": tok_s, "mfu": statistics.median(mfu) if mfu else None,
-            "loss": summary["loss"], "tokens_seen": summary["tokens_seen"], "history": summary["history"],
-            "problems_per_s_per_worker": per_worker}
+    print(
+        f"data: one process makes {per_worker:,.0f} problems/s; training consumes ~{need:,.0f}/s -> needs "
+        f"~{need / per_worker:.1f} data workers (train.data_workers={p.train.data_workers})"
+    )
+    return {
+        "device": dev,
+        "tokens_per_s": tok_s,
+        "mfu": statistics.median(mfu) if mfu else None,
+        "loss": summary["loss"],
+        "tokens_seen": summary["tokens_seen"],
+        "history": summary["history"],
+        "problems_per_s_per_worker": per_worker,
+    }
 
 
 def _device(p) -> str:
@@ -124,8 +152,9 @@ def _mean_tokens(gen, n: int = 50) -> float:
     from physlm.model.tokenizer import build_wordlevel
 
     probs = [generate(gen, 10_000 + i) for i in range(n)]
-    units = encode_units(build_wordlevel(), [x.problem for x in probs], [x.solution for x in probs],
-                         [x.answer for x in probs])
+    units = encode_units(
+        build_wordlevel(), [x.problem for x in probs], [x.solution for x in probs], [x.answer for x in probs]
+    )
     return sum(len(u.ids) for u in units) / n
 
 
@@ -134,20 +163,25 @@ def accuracy(path: str) -> list[dict]:
 
     rows = storage.read_parquet(storage.join(path, "accuracy.parquet")).to_pylist()
     for a in rows:
-        print(f"eval {a['test_set']} op {'all' if a['op'] == -1 else a['op']}: fully correct {a['accuracy']:.1%} "
-              f"(CI {a['ci_low']:.1%}-{a['ci_high']:.1%}), answers {a['answer_accuracy']:.1%}, n={a['n']}")
+        print(
+            f"eval {a['test_set']} op {'all' if a['op'] == -1 else a['op']}: fully correct {a['accuracy']:.1%} "
+            f"(CI {a['ci_low']:.1%}-{a['ci_high']:.1%}), answers {a['answer_accuracy']:.1%}, n={a['n']}"
+        )
     return rows
 
 
 def probes(path: str) -> list[dict]:
     from physlm.store import storage
 
-    rows = [m for m in storage.read_parquet(storage.join(path, "probe_metrics.parquet")).to_pylist()
-            if m["slice"] == "all"]
+    rows = [
+        m for m in storage.read_parquet(storage.join(path, "probe_metrics.parquet")).to_pylist() if m["slice"] == "all"
+    ]
     for r in rows:
         mcc = "nan" if r["mcc"] is None else f"{r['mcc']:.3f}"
-        print(f"probe {r['task']} layer {r['layer']} {r['baseline']}: accuracy {r['accuracy']:.1%} (majority "
-              f"{r['majority_accuracy']:.1%}), MCC {mcc}, n={r['n']}")
+        print(
+            f"probe {r['task']} layer {r['layer']} {r['baseline']}: accuracy {r['accuracy']:.1%} (majority "
+            f"{r['majority_accuracy']:.1%}), MCC {mcc}, n={r['n']}"
+        )
     return rows
 
 
@@ -157,8 +191,15 @@ def copy_model(train_path: str, out: str) -> None:
 
     os.makedirs(out, exist_ok=True)
     last = checkpoint.latest(train_path)
-    names = ["config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-             "physlm_markers.json", checkpoint.META.format(last)]
+    names = [
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "physlm_markers.json",
+        checkpoint.META.format(last),
+    ]
     for name in names:
         src = storage.join(train_path, name)
         if storage.exists(src):

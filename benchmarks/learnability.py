@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -86,8 +86,15 @@ def train_variant(p, tok, mc, gen, steps: int, seed: int, threads: int):
     """Train one seed; returns (model, summary, wall seconds)."""
     from physlm.store import checkpoint
 
-    cfg = dataclasses.replace(p.train, steps=steps, seed=seed, ckpt_every=steps, log_every=max(1, steps // 30),
-                              progress=False, num_threads=threads)
+    cfg = dataclasses.replace(
+        p.train,
+        steps=steps,
+        seed=seed,
+        ckpt_every=steps,
+        log_every=max(1, steps // 30),
+        progress=False,
+        num_threads=threads,
+    )
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         summary = train(mc, cfg, OnlineProblems(gen, tok), out, resume=False)
@@ -104,8 +111,9 @@ def eval_problems(gen: GenConfig, split: str, op: int, n: int) -> list[dict]:
     """``n`` fresh problems of ``op`` from the training ("seen") or test ("unseen") templates, as records."""
     cfg = gen.with_(split="train" if split == "seen" else "test", op=op, reask=False)
     s = shard_seed(EVAL_SEED, f"learnability-{split}-op{op}", 0)
-    return [record.row(generate(cfg, problem_seed(s, j)), f"{split}-op{op}-{j}", split, gen.train_bins)
-            for j in range(n)]
+    return [
+        record.row(generate(cfg, problem_seed(s, j)), f"{split}-op{op}-{j}", split, gen.train_bins) for j in range(n)
+    ]
 
 
 def evaluate(model, tok, gen: GenConfig, per_op: int, max_new_tokens: int, splits=("seen", "unseen")) -> dict:
@@ -115,13 +123,24 @@ def evaluate(model, tok, gen: GenConfig, per_op: int, max_new_tokens: int, split
         out[split] = {}
         for op in range(1, gen.family.max_op + 1):
             rows = eval_problems(gen, split, op, per_op)
-            gens = evaluate_rows(model, PhyslmCodec(tok), rows, split, "harness",
-                                 opts=EvalOptions(batch_size=64, max_new_tokens=max_new_tokens))
+            gens = evaluate_rows(
+                model,
+                PhyslmCodec(tok),
+                rows,
+                split,
+                "harness",
+                opts=EvalOptions(batch_size=64, max_new_tokens=max_new_tokens),
+            )
             k = sum(g["correct"] for g in gens)
             lo, hi = wilson(k, len(gens))
-            out[split][str(op)] = {"n": len(gens), "correct": k, "answers": sum(g["answer_correct"] for g in gens),
-                                   "ci_low": round(lo, 4), "ci_high": round(hi, 4),
-                                   "errors": _top_errors(gens)}
+            out[split][str(op)] = {
+                "n": len(gens),
+                "correct": k,
+                "answers": sum(g["answer_correct"] for g in gens),
+                "ci_low": round(lo, 4),
+                "ci_high": round(hi, 4),
+                "errors": _top_errors(gens),
+            }
     return out
 
 
@@ -140,8 +159,10 @@ def _top_errors(gens: list[dict], k: int = 3) -> dict:
 def git_state() -> tuple[str, bool]:
     def run(*cmd):
         return subprocess.run(cmd, cwd=HERE, capture_output=True, text=True).stdout.strip()
-    return run("git", "rev-parse", "--short", "HEAD") or "unknown", bool(run("git", "status", "--porcelain", "--",
-                                                                             "physlm"))
+
+    return run("git", "rev-parse", "--short", "HEAD") or "unknown", bool(
+        run("git", "status", "--porcelain", "--", "physlm")
+    )
 
 
 def append(result: dict, path: str = RESULTS) -> None:
@@ -154,11 +175,14 @@ def summary_line(r: dict) -> str:
     def cell(split, op):
         c = r["eval"][split][op]
         return f"{100 * c['correct'] / c['n']:.0f}%"
+
     ops = sorted(r["eval"]["seen"], key=int)
     seen = " ".join(f"op{op} {cell('seen', op)}" for op in ops)
     unseen = " ".join(cell("unseen", op) for op in ops)
-    return (f"{r['variant']} seed {r['seed']}: seen {seen} | unseen {unseen} | loss {r['final_loss']:.3f} | "
-            f"{r['tokens_per_s']:.0f} tok/s | {r['train_wall_s']:.0f} s")
+    return (
+        f"{r['variant']} seed {r['seed']}: seen {seen} | unseen {unseen} | loss {r['final_loss']:.3f} | "
+        f"{r['tokens_per_s']:.0f} tok/s | {r['train_wall_s']:.0f} s"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -182,7 +206,7 @@ def table(results: list[dict]) -> str:
     head = ["variant", "overrides", "steps × batch", "seeds"] + [f"op {k} (seen)" for k in range(1, max_op + 1)]
     head += ["unseen templates", "loss", "tok/s", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (variant, preset, steps, batch), rs in groups.items():
+    for (variant, _preset, steps, batch), rs in groups.items():
         seeds = ",".join(str(r["seed"]) for r in rs)
         cells = []
         for k in range(1, max_op + 1):
@@ -196,11 +220,23 @@ def table(results: list[dict]) -> str:
         un_n = sum(c["n"] for r in rs for c in r["eval"]["unseen"].values())
         un_ok = sum(c["correct"] for r in rs for c in r["eval"]["unseen"].values())
         overrides = " ".join(f"`{o}`" for o in rs[0]["overrides"]) or "–"
-        lines.append("| " + " | ".join([
-            variant, overrides, f"{steps} × {batch}", seeds, *cells, f"{100 * un_ok / max(un_n, 1):.0f}%",
-            f"{statistics.mean(r['final_loss'] for r in rs):.3f}",
-            f"{statistics.mean(r['tokens_per_s'] for r in rs):.0f}",
-            f"{statistics.mean(r['train_wall_s'] for r in rs) / 60:.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    variant,
+                    overrides,
+                    f"{steps} × {batch}",
+                    seeds,
+                    *cells,
+                    f"{100 * un_ok / max(un_n, 1):.0f}%",
+                    f"{statistics.mean(r['final_loss'] for r in rs):.3f}",
+                    f"{statistics.mean(r['tokens_per_s'] for r in rs):.0f}",
+                    f"{statistics.mean(r['train_wall_s'] for r in rs) / 60:.1f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -258,15 +294,30 @@ def main(argv=None) -> None:
         acc = evaluate(model, tok, gen, args.per_op, args.max_new_tokens or p.evaluate.max_new_tokens)
         hist = summary["history"]
         result = {
-            "variant": args.name or (" ".join(args.sets) or "baseline"), "preset": args.preset,
-            "overrides": args.sets, "seed": seed, "git_sha": sha, "dirty": dirty,
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "variant": args.name or (" ".join(args.sets) or "baseline"),
+            "preset": args.preset,
+            "overrides": args.sets,
+            "seed": seed,
+            "git_sha": sha,
+            "dirty": dirty,
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "budget": "minutes" if args.minutes else ("tokens" if args.tokens else "steps"),
-            "minutes": args.minutes, "steps": steps, "batch_size": p.train.batch_size, "n_ctx": mc.n_ctx,
-            "tokens": steps * tokens_per_step, "model": mc.name, "params": mc.params(), "threads": threads,
-            "host": platform.node(), "train_wall_s": round(wall, 1), "eval_wall_s": round(time.perf_counter() - t, 1),
-            "tokens_per_s": round(steps * tokens_per_step / wall, 1), "final_loss": hist[-1]["loss"],
-            "loss_curve": [[h["step"], round(h["loss"], 4)] for h in hist], "per_op": args.per_op, "eval": acc,
+            "minutes": args.minutes,
+            "steps": steps,
+            "batch_size": p.train.batch_size,
+            "n_ctx": mc.n_ctx,
+            "tokens": steps * tokens_per_step,
+            "model": mc.name,
+            "params": mc.params(),
+            "threads": threads,
+            "host": platform.node(),
+            "train_wall_s": round(wall, 1),
+            "eval_wall_s": round(time.perf_counter() - t, 1),
+            "tokens_per_s": round(steps * tokens_per_step / wall, 1),
+            "final_loss": hist[-1]["loss"],
+            "loss_curve": [[h["step"], round(h["loss"], 4)] for h in hist],
+            "per_op": args.per_op,
+            "eval": acc,
         }
         print(summary_line(result), flush=True)
         if not args.no_record:

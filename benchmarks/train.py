@@ -21,12 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from physlm.config import ModelConfig, TrainConfig
+from physlm.igsm.config import Family, GenConfig
 from physlm.model import tokenizer as T
 from physlm.model.data import OnlineProblems
-from physlm.igsm.config import Family, GenConfig
-from physlm.config import ModelConfig
 from physlm.model.gpt import build
-from physlm.config import TrainConfig
 from physlm.model.train import NextTokenLoss, make_optimizer, train_step
 
 
@@ -45,9 +44,18 @@ def ours(mc: ModelConfig, batch: int, loss_on: str = "all"):
 def hf_gpt2(mc: ModelConfig, batch: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=mc.vocab_size, n_positions=mc.n_ctx, n_embd=mc.width, n_layer=mc.n_layer,
-                     n_head=mc.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-                     eos_token_id=None)
+    cfg = GPT2Config(
+        vocab_size=mc.vocab_size,
+        n_positions=mc.n_ctx,
+        n_embd=mc.width,
+        n_layer=mc.n_layer,
+        n_head=mc.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
     model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa").train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.05)
     ids = torch.randint(0, mc.vocab_size, (batch, mc.n_ctx))
@@ -57,6 +65,7 @@ def hf_gpt2(mc: ModelConfig, batch: int):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -75,17 +84,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--loss-on", choices=("all", "solution"), default="all",
-                    help="our loss targets: every token (the paper), or the solution only (the tiny preset; our LM "
-                         "head then runs on those positions only, while the HF loop computes every logit as it must "
-                         "for labels masked with -100)")
+    ap.add_argument(
+        "--loss-on",
+        choices=("all", "solution"),
+        default="all",
+        help="our loss targets: every token (the paper), or the solution only (the tiny preset; our LM "
+        "head then runs on those positions only, while the HF loop computes every logit as it must "
+        "for labels masked with -100)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    mc = ModelConfig(n_layer=args.layers, n_head=args.heads, vocab_size=T.build_wordlevel().vocab_size,
-                     n_ctx=args.n_ctx)
-    print(f"{mc.name} width {mc.width} vocab {mc.vocab_size} n_ctx {mc.n_ctx} batch {args.batch} "
-          f"threads {torch.get_num_threads()} loss on {args.loss_on} torch {torch.__version__}")
+    mc = ModelConfig(
+        n_layer=args.layers, n_head=args.heads, vocab_size=T.build_wordlevel().vocab_size, n_ctx=args.n_ctx
+    )
+    print(
+        f"{mc.name} width {mc.width} vocab {mc.vocab_size} n_ctx {mc.n_ctx} batch {args.batch} "
+        f"threads {torch.get_num_threads()} loss on {args.loss_on} torch {torch.__version__}"
+    )
     a_step, b_step = ours(mc, args.batch, args.loss_on), hf_gpt2(mc, args.batch)
     for _ in range(2):  # warm-up: allocator, oneDNN kernels
         a_step(), b_step()
@@ -97,9 +113,11 @@ def main() -> None:
     for i, kind in enumerate(("wall", "cpu")):
         ma, mb = statistics.median(x[i] for x in a), statistics.median(x[i] for x in b)
         ba, bb = min(x[i] for x in a), min(x[i] for x in b)
-        print(f"{kind:4s} ours {tokens / ma:7.0f} tok/s (median {ma * 1e3:.0f} ms, best {ba * 1e3:.0f} ms) | "
-              f"HF GPT-2 {tokens / mb:7.0f} tok/s (median {mb * 1e3:.0f} ms, best {bb * 1e3:.0f} ms) | "
-              f"ratio {mb / ma:.2f} (best-vs-best {bb / ba:.2f})")
+        print(
+            f"{kind:4s} ours {tokens / ma:7.0f} tok/s (median {ma * 1e3:.0f} ms, best {ba * 1e3:.0f} ms) | "
+            f"HF GPT-2 {tokens / mb:7.0f} tok/s (median {mb * 1e3:.0f} ms, best {bb * 1e3:.0f} ms) | "
+            f"ratio {mb / ma:.2f} (best-vs-best {bb / ba:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Prefect is even imported: a typo costs a one-line error, not a server start-up.
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import typer
 
@@ -73,13 +72,18 @@ def _stage_command(verb: str):
     def command(
         preset: str = typer.Option("tiny" if verb == "run" else ..., help="Preset name (physlm/presets.py)."),
         sets: list[str] = typer.Option([], "--set", help="Override, key=value (repeatable), e.g. data.train_shards=3."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List each step, its hash, cached or will-run; do nothing."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="List each step, its hash, cached or will-run; do nothing."
+        ),
         force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
     ) -> None:
         _run_flow(verb, preset, sets, dry_run, force)
 
-    command.__doc__ = ("Run the whole study for a preset (the reproduce flow)." if verb == "run"
-                       else f"Run the {verb} stage for a preset (and every step it needs upstream).")
+    command.__doc__ = (
+        "Run the whole study for a preset (the reproduce flow)."
+        if verb == "run"
+        else f"Run the {verb} stage for a preset (and every step it needs upstream)."
+    )
     return command
 
 

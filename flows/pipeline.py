@@ -21,8 +21,10 @@ from physlm.store import storage
 from tasks.report import report as report_task
 from tasks.step import run_part, run_step
 
-ARTIFACTS = {"evaluate": ("accuracy.md", "accuracy", "Accuracy"),
-             "probe": ("probe_metrics.md", "probe-metrics", "Probe metrics")}
+ARTIFACTS = {
+    "evaluate": ("accuracy.md", "accuracy", "Accuracy"),
+    "probe": ("probe_metrics.md", "probe-metrics", "Probe metrics"),
+}
 """Markdown tables a stage's step publishes as a Prefect artifact: (file, key, title)."""
 
 
@@ -41,12 +43,16 @@ def run_study(preset: str, overrides: list[str], upto: str, dry_run: bool, force
         wait = [futures[path] for path in step.inputs.values() if path in futures]
         if name == "generate" and row["status"] == "will-run":
             parts = run_part.with_options(task_run_name=f"generate-{step.config.dataset}-{{part:05d}}").map(
-                unmapped(name), unmapped(step), gen_stage.parts(step), force=unmapped(force),
-                processes=unmapped(processes), wait_for=list(wait))
+                unmapped(name),
+                unmapped(step),
+                gen_stage.parts(step),
+                force=unmapped(force),
+                processes=unmapped(processes),
+                wait_for=list(wait),
+            )
             wait = wait + list(parts)
         label = f"generate-{step.config.dataset}" if name == "generate" else name
-        futures[step.path()] = run_step.with_options(task_run_name=label).submit(name, step, force=force,
-                                                                                   wait_for=wait)
+        futures[step.path()] = run_step.with_options(task_run_name=label).submit(name, step, force=force, wait_for=wait)
     paths = {step.id: futures[step.path()].result() for _, step in pairs}
     publish(p.name, pairs)
     ran = sum(r["status"] == "will-run" for r in rows)
@@ -66,26 +72,36 @@ def publish(preset: str, pairs) -> None:
 
             for q in step.config.queries:
                 md = storage.read_bytes(storage.join(step.path(), f"{q}.md")).decode()
-                create_markdown_artifact(key=f"analyze-{q.replace('_', '-')}", markdown=md,
-                                         description=describe(q).splitlines()[0])
+                create_markdown_artifact(
+                    key=f"analyze-{q.replace('_', '-')}", markdown=md, description=describe(q).splitlines()[0]
+                )
 
 
 @flow(name="reproduce", log_prints=True)
-def reproduce(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False,  # noqa: B006
-              force: bool = False) -> dict[str, str]:
+def reproduce(
+    preset: str = "tiny",
+    overrides: list[str] = [],  # noqa: B006 (Prefect flow parameters: a JSON default)
+    dry_run: bool = False,
+    force: bool = False,
+) -> dict[str, str]:
     """Every stage of `preset`, then the report; `force` reruns every stage."""
     paths = run_study(preset, overrides, "analyze", dry_run, set(stages.PIPELINE) if force else set())
     if not dry_run:
         page = report_task()
-        create_markdown_artifact(key="report", markdown=f"Report: `{page}` (open it in a browser)",
-                                 description="physlm report of this study")
+        create_markdown_artifact(
+            key="report", markdown=f"Report: `{page}` (open it in a browser)", description="physlm report of this study"
+        )
         print(f"report: {page}")
     return paths
 
 
 def _stage_flow(stage: str):
-    def stage_flow(preset: str = "tiny", overrides: list[str] = [], dry_run: bool = False,  # noqa: B006
-                   force: bool = False) -> dict[str, str]:
+    def stage_flow(
+        preset: str = "tiny",
+        overrides: list[str] = [],  # noqa: B006 (Prefect flow parameters: a JSON default)
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> dict[str, str]:
         return run_study(preset, overrides, stage, dry_run, {stage} if force else set())
 
     stage_flow.__doc__ = f"The {stage} stage of `preset` and every step it needs; `force` reruns {stage} only."
@@ -98,8 +114,14 @@ train = _stage_flow("train")
 evaluate = _stage_flow("evaluate")
 probe = _stage_flow("probe")
 analyze = _stage_flow("analyze")
-FLOWS = {"run": reproduce, "generate": generate, "train": train, "evaluate": evaluate, "probe": probe,
-         "analyze": analyze}
+FLOWS = {
+    "run": reproduce,
+    "generate": generate,
+    "train": train,
+    "evaluate": evaluate,
+    "probe": probe,
+    "analyze": analyze,
+}
 """The CLI verb of each flow."""
 
 

@@ -19,7 +19,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from physlm import plan
 from physlm.presets import resolve
-from physlm.stages import evaluate, generate, probe, sweep as psweep, train
+from physlm.stages import evaluate, generate, probe, train
+from physlm.stages import sweep as psweep
 from physlm.store import storage
 from tasks.step import run_part, run_step
 
@@ -45,14 +46,23 @@ def cell_steps(preset: str, overrides: list[str], seeds: list[int]) -> dict[str,
     out = {}
     for name, ovr in psweep.cells(p, seeds, overrides):
         cp = resolve(preset, ovr)
-        out[name] = [("train", train.train_step(cp)), ("evaluate", evaluate.evaluate_step(cp)),
-                     ("probe", probe.probe_step(cp))]
+        out[name] = [
+            ("train", train.train_step(cp)),
+            ("evaluate", evaluate.evaluate_step(cp)),
+            ("probe", probe.probe_step(cp)),
+        ]
     return out
 
 
 def _plan_table(cells: dict[str, list], force: bool) -> str:
-    rows = [{"cell": name, **{f"{s} step": step.id for s, step in pairs},
-             **{s: plan.status(step, force) for s, step in pairs}} for name, pairs in cells.items()]
+    rows = [
+        {
+            "cell": name,
+            **{f"{s} step": step.id for s, step in pairs},
+            **{s: plan.status(step, force) for s, step in pairs},
+        }
+        for name, pairs in cells.items()
+    ]
     return plan.table(rows, ("cell", *CELL, *(f"{s} step" for s in CELL)))
 
 
@@ -63,26 +73,40 @@ def _data(preset: str, overrides: list[str]) -> None:
     processes = generate.processes_for(p, steps)
     done = []
     for step in steps:
-        parts = [] if step.done() else run_part.with_options(
-            task_run_name=f"generate-{step.config.dataset}-{{part:05d}}").map(
-            unmapped("generate"), unmapped(step), generate.parts(step), processes=unmapped(processes))
-        done.append(run_step.with_options(task_run_name=f"generate-{step.config.dataset}").submit(
-            "generate", step, wait_for=parts))
+        parts = (
+            []
+            if step.done()
+            else run_part.with_options(task_run_name=f"generate-{step.config.dataset}-{{part:05d}}").map(
+                unmapped("generate"), unmapped(step), generate.parts(step), processes=unmapped(processes)
+            )
+        )
+        done.append(
+            run_step.with_options(task_run_name=f"generate-{step.config.dataset}").submit(
+                "generate", step, wait_for=parts
+            )
+        )
     for fut in done:
         fut.result()
 
 
 @flow(name="sweep", log_prints=True)
-def sweep(preset: str = "grid-tiny", overrides: list[str] = [], seeds: list[int] = [0, 1],  # noqa: B006
-          dry_run: bool = False, force: bool = False) -> str:
+def sweep(
+    preset: str = "grid-tiny",
+    overrides: list[str] = [],  # noqa: B006 (Prefect flow parameters: JSON defaults)
+    seeds: list[int] = [0, 1],  # noqa: B006
+    dry_run: bool = False,
+    force: bool = False,
+) -> str:
     """Train, evaluate and probe every cell of `preset`'s grid x `seeds`, then the sweep table; returns the
     sweep step path. `force` reruns every cell's stages and the table (the data stays cached)."""
     p = resolve(preset, overrides)
     seeds = [int(s) for s in seeds]
     cells = cell_steps(preset, overrides, seeds)
     sstep = psweep.sweep_step(p, seeds, {name: dict(pairs)["evaluate"].path() for name, pairs in cells.items()})
-    print(f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
-          f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}")
+    print(
+        f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
+        f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}"
+    )
     if dry_run:
         return sstep.path()
     _data(preset, overrides)
@@ -91,14 +115,18 @@ def sweep(preset: str = "grid-tiny", overrides: list[str] = [], seeds: list[int]
     if failed:
         lines = "\n".join(f"  {name}: {why}" for name, why in failed.items())
         print(f"sweep: {len(failed)} of {len(cells)} cells failed (the others are done and cached):\n{lines}")
-        raise SweepCellsFailed(f"{len(failed)} of {len(cells)} sweep cells failed: {', '.join(failed)}; "
-                               "rerun the sweep to redo only those")
+        raise SweepCellsFailed(
+            f"{len(failed)} of {len(cells)} sweep cells failed: {', '.join(failed)}; rerun the sweep to redo only those"
+        )
     path = run_step.with_options(task_run_name="sweep-table")("sweep", sstep, force=force)
     pivot = storage.read_bytes(storage.join(path, "sweep.md")).decode()
     print(f"sweep {p.name} ({sstep.id}): best accuracy of {len(seeds)} seed(s) x decodings\n{pivot}")
-    create_markdown_artifact(key="sweep", markdown=f"# Depth x width sweep ({p.name}, {sstep.id})\n\n"
-                                                   f"Best of seeds {seeds} x decodings {list(p.evaluate.decodings)}"
-                                                   f"\n\n{pivot}")
+    create_markdown_artifact(
+        key="sweep",
+        markdown=f"# Depth x width sweep ({p.name}, {sstep.id})\n\n"
+        f"Best of seeds {seeds} x decodings {list(p.evaluate.decodings)}"
+        f"\n\n{pivot}",
+    )
     return path
 
 
@@ -109,8 +137,11 @@ def _run_cells(cells: dict[str, list], force: bool) -> dict[str, str]:
     for name, pairs in cells.items():
         futures = []
         for stage, step in pairs:
-            futures.append(run_step.with_options(task_run_name=f"{stage}-{name}").submit(
-                stage, step, force=force, wait_for=futures[-1:]))
+            futures.append(
+                run_step.with_options(task_run_name=f"{stage}-{name}").submit(
+                    stage, step, force=force, wait_for=futures[-1:]
+                )
+            )
         chains[name] = futures
     failed = {}
     for name, futures in chains.items():

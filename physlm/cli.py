@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 
@@ -24,8 +23,12 @@ from physlm.config import ConfigError
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.config import family as named_family
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="physlm: iGSM data, training, evaluation and probing for 'Physics of LMs 2.1'.")
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="physlm: iGSM data, training, evaluation and probing for 'Physics of LMs 2.1'.",
+)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -39,12 +42,12 @@ def sample(
     family: str = typer.Option("med", help="Difficulty family: med, hard (or use --max-op/--max-edge)."),
     count: int = typer.Option(10, min=0, help="Number of problems."),
     seed: int = typer.Option(0, help="Base seed; problem i uses a seed derived from (seed, i)."),
-    op: Optional[int] = typer.Option(None, help="Force this op (e.g. OOD op 20..23 for med)."),
+    op: int | None = typer.Option(None, help="Force this op (e.g. OOD op 20..23 for med)."),
     format: str = typer.Option("pq", "--format", help="pq (question last) or qp (question first)."),
     split: str = typer.Option("train", help="train (template hash < 17), test (>= 17) or all."),
     reask: bool = typer.Option(False, help="Re-ask a new parameter of an op=--op problem."),
-    max_op: Optional[int] = typer.Option(None, help="Custom family: training op bound."),
-    max_edge: Optional[int] = typer.Option(None, help="Custom family: ip bound."),
+    max_op: int | None = typer.Option(None, help="Custom family: training op bound."),
+    max_edge: int | None = typer.Option(None, help="Custom family: ip bound."),
     perm_level: int = typer.Option(5, help="Sentence order: 0..4 mild, 5 random (paper), 6 none."),
 ) -> None:
     """Print problems as JSON lines (id, family, format, split, op, ip, problem, solution, answer, ...)."""
@@ -52,9 +55,15 @@ def sample(
     from physlm.store.shards import problem_seed, shard_seed
 
     try:
-        fam = named_family(family) if max_op is None and max_edge is None else Family(
-            family if family not in ("med", "hard") else "custom",
-            max_op=max_op or named_family("med").max_op, max_edge=max_edge or named_family("med").max_edge)
+        fam = (
+            named_family(family)
+            if max_op is None and max_edge is None
+            else Family(
+                family if family not in ("med", "hard") else "custom",
+                max_op=max_op or named_family("med").max_op,
+                max_edge=max_edge or named_family("med").max_edge,
+            )
+        )
         cfg = GenConfig(family=fam, format=format, split=split, op=op, reask=reask, perm_level=perm_level)
     except ConfigError as e:
         fail(str(e))
@@ -65,11 +74,26 @@ def sample(
             p = generate(cfg, problem_seed(base, i))
         except GenerationError as e:
             fail(str(e))
-        out.write(json.dumps({
-            "id": f"{fam.name}-{format}-{seed}-{i}", "seed": p.seed, "family": p.family, "format": p.format,
-            "split": p.split(cfg.train_bins), "reask": p.reask, "op": p.op, "base_op": p.base_op, "ip": p.ip,
-            "template_hash": p.template_hash, "problem": p.problem, "solution": p.solution,
-            "answer": p.answer}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "id": f"{fam.name}-{format}-{seed}-{i}",
+                    "seed": p.seed,
+                    "family": p.family,
+                    "format": p.format,
+                    "split": p.split(cfg.train_bins),
+                    "reask": p.reask,
+                    "op": p.op,
+                    "base_op": p.base_op,
+                    "ip": p.ip,
+                    "template_hash": p.template_hash,
+                    "problem": p.problem,
+                    "solution": p.solution,
+                    "answer": p.answer,
+                }
+            )
+            + "\n"
+        )
 
 
 @app.command()
@@ -89,16 +113,20 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
 
 @app.command()
 def sql(
-    statement: Optional[str] = typer.Argument(None, help="One read-only SQL statement, e.g. "
-                                              "\"select * from problems limit 5\"."),
-    query_name: Optional[str] = typer.Option(None, "--query", help="Run a canned query instead (one per paper "
-                                             "figure, physlm/sql/queries/NAME.sql), e.g. accuracy_by_op."),
+    statement: str | None = typer.Argument(
+        None, help='One read-only SQL statement, e.g. "select * from problems limit 5".'
+    ),
+    query_name: str | None = typer.Option(
+        None,
+        "--query",
+        help="Run a canned query instead (one per paper figure, physlm/sql/queries/NAME.sql), e.g. accuracy_by_op.",
+    ),
     format: str = typer.Option("table", "--format", help="table, csv or json (one JSON object per line)."),
 ) -> None:
     """Query every output under PHYSLM_ROOT with DuckDB (views: problems, checkpoints, generations, accuracy,
     probe_metrics, probe_predictions, sweep), or run a canned query with --query NAME."""
-    from physlm.store.storage import StorageError
     from physlm.sql.warehouse import QueryError, query
+    from physlm.store.storage import StorageError
 
     if format not in ("table", "csv", "json"):
         fail(f"--format: must be table, csv or json, got {format!r}")
@@ -135,13 +163,14 @@ def sql(
 
 @app.command()
 def report(
-    out: Optional[str] = typer.Option(None, "--out", help="Output folder (default {PHYSLM_ROOT}/report, or "
-                                      "./physlm-report when the root is on S3)."),
+    out: str | None = typer.Option(
+        None, "--out", help="Output folder (default {PHYSLM_ROOT}/report, or ./physlm-report when the root is on S3)."
+    ),
 ) -> None:
     """Render the HTML report (one self-contained page, plots inline) from every result under PHYSLM_ROOT."""
     from physlm.sql.report import build_report, default_out
-    from physlm.store.storage import StorageError
     from physlm.sql.warehouse import QueryError
+    from physlm.store.storage import StorageError
 
     try:
         url = build_report(out or default_out())
@@ -154,9 +183,12 @@ def report(
 
 @app.command()
 def repair(
-    paths: Optional[list[str]] = typer.Argument(None, help="Step folders to check (absolute, s3://, or relative to "
-                                                "PHYSLM_ROOT, e.g. generate/1a2b3c4d); default: every finished step."),
-    preset: Optional[str] = typer.Option(None, help="Check only the steps of this preset (those already run)."),
+    paths: list[str] | None = typer.Argument(
+        None,
+        help="Step folders to check (absolute, s3://, or relative to "
+        "PHYSLM_ROOT, e.g. generate/1a2b3c4d); default: every finished step.",
+    ),
+    preset: str | None = typer.Option(None, help="Check only the steps of this preset (those already run)."),
     sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report damaged steps (exit 1 if any)."),
 ) -> None:
@@ -165,8 +197,8 @@ def repair(
     import os
 
     from physlm import repair as R
-    from physlm.store import storage
     from physlm.presets import resolve
+    from physlm.store import storage
 
     if paths and preset:
         fail("give step folders or --preset, not both")
@@ -192,8 +224,9 @@ def repair(
     for f in damaged:
         R.repair(f)
         if f.repaired:
-            typer.echo(f"repaired {f.step_id}: recomputed; {f.identical} of {f.recorded} files byte-identical to "
-                       "the record")
+            typer.echo(
+                f"repaired {f.step_id}: recomputed; {f.identical} of {f.recorded} files byte-identical to the record"
+            )
         else:
             typer.echo(f"physlm: error: repair of {f.step_id} failed: {f.error}", err=True)
     raise typer.Exit(0 if all(f.repaired for f in damaged) else 1)
@@ -202,7 +235,7 @@ def repair(
 @app.command("evaluate-model")
 def evaluate_model(
     model_dir: str = typer.Argument(..., help="A local transformers causal-LM folder (config.json + weights)."),
-    tokenizer: Optional[str] = typer.Option(None, help="Tokenizer folder (default: the model folder)."),
+    tokenizer: str | None = typer.Option(None, help="Tokenizer folder (default: the model folder)."),
     preset: str = typer.Option("tiny", help="Whose generated test sets to use (run `physlm generate` first)."),
     sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
     limit: int = typer.Option(100, min=0, help="Problems per test set (0 = all)."),
@@ -215,8 +248,16 @@ def evaluate_model(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from physlm.presets import resolve
     from physlm.stages import generate
-    from physlm.stages.evaluate import (EvalOptions, evaluate_sets, load_external, markdown, read_test_sets,
-                                        require_local_folder, test_sets, write_results)
+    from physlm.stages.evaluate import (
+        EvalOptions,
+        evaluate_sets,
+        load_external,
+        markdown,
+        read_test_sets,
+        require_local_folder,
+        test_sets,
+        write_results,
+    )
 
     try:
         p = resolve(preset, sets)
@@ -232,8 +273,10 @@ def evaluate_model(
     except StorageError as e:
         fail(str(e))
     if missing:
-        fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
-             f"run `physlm generate --preset {preset}` first")
+        fail(
+            f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
+            f"run `physlm generate --preset {preset}` first"
+        )
     from physlm.model.scoring import accuracy_table
 
     try:
@@ -244,7 +287,8 @@ def evaluate_model(
         problems = read_test_sets({name: s.path() for name, s in steps.items()}, limit)
     except (CorruptStep, StepNotDone, StorageError) as e:
         fail(str(e))
-    rows = evaluate_sets(model, codec, problems, os.path.abspath(model_dir),
-                         opts=EvalOptions(max_new_tokens=max_new_tokens))
+    rows = evaluate_sets(
+        model, codec, problems, os.path.abspath(model_dir), opts=EvalOptions(max_new_tokens=max_new_tokens)
+    )
     write_results(rows, os.path.abspath(out))
     typer.echo(markdown(accuracy_table(rows)))

@@ -31,9 +31,22 @@ from physlm import tables
 from physlm.igsm.config import HARD, HASH_IF_SET, MED, OOD_OPS, ConfigError, Family, GenConfig
 from physlm.igsm.graph import LETTERS
 
-__all__ = ["ConfigError", "HASH_IF_SET", "DataConfig", "GenerateConfig", "ModelConfig", "TrainConfig",
-           "TrainStepConfig", "EvalConfig", "ProbeConfig", "AnalyzeConfig", "SweepConfig", "QUERIES",
-           "PROBE_TASKS", "PROBE_BASELINES"]
+__all__ = [
+    "ConfigError",
+    "HASH_IF_SET",
+    "DataConfig",
+    "GenerateConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainStepConfig",
+    "EvalConfig",
+    "ProbeConfig",
+    "AnalyzeConfig",
+    "SweepConfig",
+    "QUERIES",
+    "PROBE_TASKS",
+    "PROBE_BASELINES",
+]
 
 
 def _positive_ints(obj, names: tuple[str, ...]) -> None:
@@ -92,12 +105,16 @@ class DataConfig:
             object.__setattr__(self, "ood_ops", tuple(self.ood_ops))
         for op in self.ood_ops_resolved():
             if op <= self.family.max_op:
-                raise ConfigError(f"ood_ops: {op} is not out of distribution (family "
-                                  f"{self.family.name!r} trains on op <= {self.family.max_op})")
+                raise ConfigError(
+                    f"ood_ops: {op} is not out of distribution (family "
+                    f"{self.family.name!r} trains on op <= {self.family.max_op})"
+                )
             reach = min(self.family.op_limit(), len(LETTERS))
             if op > reach:
-                raise ConfigError(f"ood_ops: {op} is out of reach of family {self.family.name!r} "
-                                  f"(max_edge={self.family.max_edge}: op <= {reach})")
+                raise ConfigError(
+                    f"ood_ops: {op} is out of reach of family {self.family.name!r} "
+                    f"(max_edge={self.family.max_edge}: op <= {reach})"
+                )
         self.datasets()  # every GenConfig validates itself (format, bias, op reach, ...)
 
     def ood_ops_resolved(self) -> tuple[int, ...]:
@@ -108,8 +125,14 @@ class DataConfig:
     def datasets(self) -> dict[str, tuple[GenConfig, int]]:
         """`{dataset name: (GenConfig, number of problems)}`: "train", then the test sets of spec C.3 in the
         order of physlm.tables.test_set_order."""
-        base = GenConfig(family=self.family, format=self.format, train_bins=self.train_bins,
-                         perm_level=self.perm_level, bias=self.bias, childless=self.childless)
+        base = GenConfig(
+            family=self.family,
+            format=self.format,
+            train_bins=self.train_bins,
+            perm_level=self.perm_level,
+            bias=self.bias,
+            childless=self.childless,
+        )
         top, ood = self.family.max_op, self.ood_ops_resolved()
         out = {
             tables.TRAIN: (base, self.train_shards * self.problems_per_shard),
@@ -120,8 +143,7 @@ class DataConfig:
         for k in ood:
             out[tables.test_op(k)] = (base.with_(split="test", op=k), self.test_problems)
         # Re-ask keeps the statement of an op=K problem; K = the largest OOD op (max_op without OOD ops).
-        out[tables.TEST_REASK] = (base.with_(split="test", op=max(ood, default=top), reask=True),
-                                  self.test_problems)
+        out[tables.TEST_REASK] = (base.with_(split="test", op=max(ood, default=top), reask=True), self.test_problems)
         return out
 
 
@@ -216,12 +238,14 @@ class ModelConfig:
             raise ConfigError(f"rope_theta: must be > 0, got {self.rope_theta}")
         rot = self.head_dim * self.rotary_fraction
         if not 0 < self.rotary_fraction <= 1 or rot != int(rot) or int(rot) % 2:
-            raise ConfigError(f"rotary_fraction: must be in (0, 1] and rotate an even number of the "
-                              f"{self.head_dim} head dims, got {self.rotary_fraction}")
-        if self.canon and (any(p not in CANON_PLACEMENTS for p in self.canon)
-                           or list(self.canon) != sorted(set(self.canon))):
-            raise ConfigError(f"canon: a subset of {CANON_PLACEMENTS!r} in that order, e.g. 'AC', got "
-                              f"{self.canon!r}")
+            raise ConfigError(
+                f"rotary_fraction: must be in (0, 1] and rotate an even number of the "
+                f"{self.head_dim} head dims, got {self.rotary_fraction}"
+            )
+        if self.canon and (
+            any(p not in CANON_PLACEMENTS for p in self.canon) or list(self.canon) != sorted(set(self.canon))
+        ):
+            raise ConfigError(f"canon: a subset of {CANON_PLACEMENTS!r} in that order, e.g. 'AC', got {self.canon!r}")
         if not 1 <= self.canon_kernel <= 16:
             raise ConfigError(f"canon_kernel: must be in 1..16, got {self.canon_kernel}")
         if self.canon_init not in CANON_INITS:
@@ -242,7 +266,7 @@ class ModelConfig:
         return self.name
 
     @classmethod
-    def from_name(cls, name: str, **overrides) -> "ModelConfig":
+    def from_name(cls, name: str, **overrides) -> ModelConfig:
         """``ModelConfig.from_name("GPT2-12-12", vocab_size=1730)``; optional ``-hdK`` suffix for head dim K."""
         return cls(**{**parse_shape(name), **overrides})
 
@@ -324,8 +348,9 @@ class TrainConfig:
             object.__setattr__(self, "betas", tuple(self.betas))
         _positive_ints(self, ("steps", "batch_size", "ckpt_every", "log_every"))
         if self.micro_batch_size < 0 or (self.micro_batch_size and self.batch_size % self.micro_batch_size):
-            raise ConfigError(f"micro_batch_size: must divide batch_size={self.batch_size}, "
-                              f"got {self.micro_batch_size}")
+            raise ConfigError(
+                f"micro_batch_size: must divide batch_size={self.batch_size}, got {self.micro_batch_size}"
+            )
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"lr: need lr > 0 and min_lr_ratio in [0, 1], got {self.lr} / {self.min_lr_ratio}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -334,8 +359,11 @@ class TrainConfig:
             raise ConfigError(f"num_threads/data_workers: must be >= 0, got {self.num_threads}/{self.data_workers}")
         if self.warmup < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("warmup/weight_decay/grad_clip: must be >= 0")
-        for name, allowed in (("loss_on", ("solution", "all")), ("compile", ("auto", "on", "off")),
-                              ("dtype", ("auto", "bf16", "fp32"))):
+        for name, allowed in (
+            ("loss_on", ("solution", "all")),
+            ("compile", ("auto", "on", "off")),
+            ("dtype", ("auto", "bf16", "fp32")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: must be one of {allowed}, got {getattr(self, name)!r}")
 
@@ -435,8 +463,7 @@ class ProbeConfig:
         bad = [b for b in self.baselines if b not in PROBE_BASELINES]
         if bad or len(set(self.baselines)) != len(self.baselines):
             raise ConfigError(f"baselines: distinct values among {PROBE_BASELINES}, got {self.baselines}")
-        _positive_ints(self, ("steps", "batch_size", "rank", "train_problems", "test_problems",
-                              "samples_per_problem"))
+        _positive_ints(self, ("steps", "batch_size", "rank", "train_problems", "test_problems", "samples_per_problem"))
         if not self.lr > 0:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
@@ -447,8 +474,17 @@ class ProbeConfig:
             raise ConfigError("device: must be 'auto', 'cpu', 'cuda', ...")
 
 
-QUERIES = ("accuracy_by_op", "unnecessary", "probe_accuracy", "probe_unnecessary", "probe_by_label",
-           "error_unnecessary_plan", "error_not_ready", "depth_width", "layer_distance")
+QUERIES = (
+    "accuracy_by_op",
+    "unnecessary",
+    "probe_accuracy",
+    "probe_unnecessary",
+    "probe_by_label",
+    "error_unnecessary_plan",
+    "error_not_ready",
+    "depth_width",
+    "layer_distance",
+)
 """Canned queries (physlm/sql/queries/NAME.sql) in paper-figure order (E2, E3, E4, E5, E6, E7, E8, E9, E10)."""
 
 

@@ -28,15 +28,23 @@ def steps(preset: Preset, upto: str = "analyze") -> list[tuple[str, Step]]:
 
 
 def status(step: Step, force: bool = False) -> str:
-    """"cached" when the step is finished and not forced, else "will-run"."""
+    """ "cached" when the step is finished and not forced, else "will-run"."""
     return "cached" if step.done() and not force else "will-run"
 
 
 def rows(pairs: list[tuple[str, Step]], forced: set[str] | frozenset = frozenset()) -> list[dict]:
     """One row per step: stage, step id, what it is, "cached" or "will-run" (``forced``: stages to rerun),
     and its folder."""
-    return [{"stage": name, "step": step.id, "what": get(name).describe(step),
-             "status": status(step, name in forced), "path": step.path()} for name, step in pairs]
+    return [
+        {
+            "stage": name,
+            "step": step.id,
+            "what": get(name).describe(step),
+            "status": status(step, name in forced),
+            "path": step.path(),
+        }
+        for name, step in pairs
+    ]
 
 
 def table(rows_: list[dict], columns: tuple[str, ...] = ("stage", "step", "what", "status")) -> str:

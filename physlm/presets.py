@@ -34,8 +34,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from physlm.config import (ConfigError, DataConfig, EvalConfig, ModelConfig, ProbeConfig, TrainConfig,
-                           parse_shape)
+from physlm.config import ConfigError, DataConfig, EvalConfig, ModelConfig, ProbeConfig, TrainConfig, parse_shape
 from physlm.igsm.config import HARD, MED, Family
 from physlm.igsm.config import family as named_family
 
@@ -45,7 +44,7 @@ TOKENIZERS = ("whole", "words")
 """Word-level tokenizer: item names as whole tokens ("whole") or word by word ("words")."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def vocab_size(tokenizer: str) -> int:
     """Token count of a word-level tokenizer kind (its vocabulary list; no tokenizer is built)."""
     from physlm.model.tokenizer import wordlevel_vocab
@@ -81,8 +80,10 @@ class Preset:
         if self.model.vocab_size != vocab_size(self.tokenizer):
             object.__setattr__(self, "model", dataclasses.replace(self.model, vocab_size=vocab_size(self.tokenizer)))
         if any(x >= self.model.n_layer for x in self.probe.layers):
-            raise ConfigError(f"probe.layers: block indices must be < {self.model.n_layer} (model "
-                              f"{self.model.name}), got {self.probe.layers}")
+            raise ConfigError(
+                f"probe.layers: block indices must be < {self.model.n_layer} (model "
+                f"{self.model.name}), got {self.probe.layers}"
+            )
         for shape in self.grid:
             try:
                 parse_shape(shape)
@@ -95,46 +96,88 @@ class Preset:
 
 SIZE1 = ("GPT2-4-21", "GPT2-8-15", "GPT2-12-12", "GPT2-16-10", "GPT2-20-9")
 SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
-_TINY_DATA = DataConfig(family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200,
-                        online=True, test_seen=True)
+_TINY_DATA = DataConfig(
+    family=TINY, ood_ops=(5, 6), train_shards=2, problems_per_shard=2000, test_problems=200, online=True, test_seen=True
+)
 _TINY_MODEL = ModelConfig.from_name("GPT2-2-2", n_ctx=256)
 # Measured on fresh problems of the training templates (fully correct): 1,500 steps at lr 3e-3 18 %, 4e-3 14 %;
 # at 6e-3 one run of two collapsed to one letter for every step (0 %), 1e-2 never stops a solution. 1,500
 # steps on both cores (~6.5 min) fit the 15-minute run.
-_TINY_TRAIN = TrainConfig(steps=1500, batch_size=16, lr=3e-3, warmup=100, weight_decay=0.05, loss_on="solution",
-                          ckpt_every=250, log_every=50, progress=True)
+_TINY_TRAIN = TrainConfig(
+    steps=1500,
+    batch_size=16,
+    lr=3e-3,
+    warmup=100,
+    weight_decay=0.05,
+    loss_on="solution",
+    ckpt_every=250,
+    log_every=50,
+    progress=True,
+)
 _TINY_EVAL = EvalConfig(decodings=("greedy",), max_new_tokens=160, limit=200)
 # 200 steps at lr 1e-2 (measured: at 60 steps / 2e-3 every V-probe still predicted the majority class);
 # layers: the E10 nece probe per block. ~5 min on 2 cores.
 _TINY_PROBE = ProbeConfig(steps=200, lr=1e-2, batch_size=16, train_problems=200, test_problems=100, layers=(0, 1))
 # Spec C.5: 100k steps, lr 2e-3 linear decay, wd 0.01, batch 256 (med) / 128 (hard), rank 8; E10 per layer.
-_PAPER_PROBE = {"med": ProbeConfig(steps=100_000, batch_size=256, train_problems=20_000, test_problems=4096,
-                                    layers=tuple(range(12))),
-                "hard": ProbeConfig(steps=100_000, batch_size=128, train_problems=20_000, test_problems=4096,
-                                     layers=tuple(range(12)))}
+_PAPER_PROBE = {
+    "med": ProbeConfig(
+        steps=100_000, batch_size=256, train_problems=20_000, test_problems=4096, layers=tuple(range(12))
+    ),
+    "hard": ProbeConfig(
+        steps=100_000, batch_size=128, train_problems=20_000, test_problems=4096, layers=tuple(range(12))
+    ),
+}
 # The paper's pretraining recipe (spec C.2): GPT2-12-12, AdamW (0.9, 0.98), lr 2e-3, 1000 warm-up steps,
 # cosine to 1%, loss on every token; med: wd 0.05, batch 512, ctx 768, 100k steps; hard: wd 0.03, 256, 1024, 200k.
-_PAPER = {"med": (ModelConfig.from_name("GPT2-12-12", n_ctx=768),
-                  TrainConfig(steps=100_000, batch_size=512, weight_decay=0.05, loss_on="all")),
-          "hard": (ModelConfig.from_name("GPT2-12-12", n_ctx=1024),
-                   TrainConfig(steps=200_000, batch_size=256, weight_decay=0.03, loss_on="all"))}
+_PAPER = {
+    "med": (
+        ModelConfig.from_name("GPT2-12-12", n_ctx=768),
+        TrainConfig(steps=100_000, batch_size=512, weight_decay=0.05, loss_on="all"),
+    ),
+    "hard": (
+        ModelConfig.from_name("GPT2-12-12", n_ctx=1024),
+        TrainConfig(steps=200_000, batch_size=256, weight_decay=0.03, loss_on="all"),
+    ),
+}
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(name="tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL,
-                   probe=_TINY_PROBE),
-    **{f"{fam.name}-{fmt}": Preset(name=f"{fam.name}-{fmt}", data=DataConfig(family=fam, format=fmt, online=True),
-                                   model=_PAPER[fam.name][0], train=_PAPER[fam.name][1],
-                                   probe=_PAPER_PROBE[fam.name])
-       for fam in (MED, HARD) for fmt in ("pq", "qp")},
-    "grid-tiny": Preset(name="grid-tiny", data=_TINY_DATA, model=_TINY_MODEL,
-                        train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100),
-                        evaluate=dataclasses.replace(_TINY_EVAL, limit=50),
-                        probe=dataclasses.replace(_TINY_PROBE, layers=()),  # E10 comes from `tiny`; any depth
-                        grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4")),
-    "grid-size1": Preset(name="grid-size1", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
-                         train=_PAPER["med"][1], grid=SIZE1),
-    "grid-size2": Preset(name="grid-size2", data=DataConfig(family=MED, online=True), model=_PAPER["med"][0],
-                         train=_PAPER["med"][1], grid=SIZE2),
+    "tiny": Preset(
+        name="tiny", data=_TINY_DATA, model=_TINY_MODEL, train=_TINY_TRAIN, evaluate=_TINY_EVAL, probe=_TINY_PROBE
+    ),
+    **{
+        f"{fam.name}-{fmt}": Preset(
+            name=f"{fam.name}-{fmt}",
+            data=DataConfig(family=fam, format=fmt, online=True),
+            model=_PAPER[fam.name][0],
+            train=_PAPER[fam.name][1],
+            probe=_PAPER_PROBE[fam.name],
+        )
+        for fam in (MED, HARD)
+        for fmt in ("pq", "qp")
+    },
+    "grid-tiny": Preset(
+        name="grid-tiny",
+        data=_TINY_DATA,
+        model=_TINY_MODEL,
+        train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100),
+        evaluate=dataclasses.replace(_TINY_EVAL, limit=50),
+        probe=dataclasses.replace(_TINY_PROBE, layers=()),  # E10 comes from `tiny`; any depth
+        grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4"),
+    ),
+    "grid-size1": Preset(
+        name="grid-size1",
+        data=DataConfig(family=MED, online=True),
+        model=_PAPER["med"][0],
+        train=_PAPER["med"][1],
+        grid=SIZE1,
+    ),
+    "grid-size2": Preset(
+        name="grid-size2",
+        data=DataConfig(family=MED, online=True),
+        model=_PAPER["med"][0],
+        train=_PAPER["med"][1],
+        grid=SIZE2,
+    ),
 }
 
 
@@ -165,8 +208,9 @@ def _parse(tp, text: str, key: str):
         try:
             return named_family(text)
         except ConfigError:
-            raise ConfigError(f"{key}: expected a family name (med, hard) or set its fields "
-                              f"({key}.max_op=...), got {text!r}") from None
+            raise ConfigError(
+                f"{key}: expected a family name (med, hard) or set its fields ({key}.max_op=...), got {text!r}"
+            ) from None
     if tp is bool:
         low = text.strip().lower()
         if low in ("true", "1", "yes"):

@@ -106,8 +106,10 @@ def recompute(step: steps.Step, root: str | None = None) -> str:
     try:
         stage = stages.get(step.name)
     except KeyError:
-        raise RepairError(f"{step.name}-{step.hash}: no runner for steps named {step.name!r}; delete the folder "
-                          "and rerun the flow that made it") from None
+        raise RepairError(
+            f"{step.name}-{step.hash}: no runner for steps named {step.name!r}; delete the folder "
+            "and rerun the flow that made it"
+        ) from None
     return stage.run(step, force=True)
 
 

@@ -25,8 +25,23 @@ import pyarrow as pa
 
 from physlm.igsm.record import SCHEMA as PROBLEMS  # the problem record lives with the generator
 
-__all__ = ["PROBLEMS", "CHECKPOINTS", "GENERATIONS", "ACCURACY", "PROBE_PREDICTIONS", "PROBE_METRICS", "SWEEP",
-           "TRAIN", "TEST_ID", "TEST_SEEN", "TEST_REASK", "test_op", "op_of", "test_set_order", "in_distribution"]
+__all__ = [
+    "PROBLEMS",
+    "CHECKPOINTS",
+    "GENERATIONS",
+    "ACCURACY",
+    "PROBE_PREDICTIONS",
+    "PROBE_METRICS",
+    "SWEEP",
+    "TRAIN",
+    "TEST_ID",
+    "TEST_SEEN",
+    "TEST_REASK",
+    "test_op",
+    "op_of",
+    "test_set_order",
+    "in_distribution",
+]
 
 # ---------------------------------------------------------------------------------------------------------
 # Test sets
@@ -62,42 +77,68 @@ def test_set_order(name: str) -> tuple:
 # ---------------------------------------------------------------------------------------------------------
 # train
 
-CHECKPOINTS = pa.schema([
-    ("checkpoint_id", pa.string()),
-    ("model", pa.string()),  # GPT2-ℓ-h
-    ("n_layer", pa.int32()),
-    ("n_head", pa.int32()),
-    ("width", pa.int32()),
-    ("params", pa.int64()),
-    ("non_embedding_params", pa.int64()),
-    ("data_hash", pa.string()),  # the data (generate) step hash the run trained on
-    ("train_hash", pa.string()),  # the train step hash: identical requests share it
-    ("step", pa.int64()),
-    ("tokens_seen", pa.int64()),
-    ("loss", pa.float64()),
-    ("final", pa.bool_()),  # the run's last step (cfg.steps reached)
-    ("path", pa.string()),  # URL of the checkpoint's meta_{step:06d}.json
-    ("created_at", pa.timestamp("us", tz="UTC")),
-])
+CHECKPOINTS = pa.schema(
+    [
+        ("checkpoint_id", pa.string()),
+        ("model", pa.string()),  # GPT2-ℓ-h
+        ("n_layer", pa.int32()),
+        ("n_head", pa.int32()),
+        ("width", pa.int32()),
+        ("params", pa.int64()),
+        ("non_embedding_params", pa.int64()),
+        ("data_hash", pa.string()),  # the data (generate) step hash the run trained on
+        ("train_hash", pa.string()),  # the train step hash: identical requests share it
+        ("step", pa.int64()),
+        ("tokens_seen", pa.int64()),
+        ("loss", pa.float64()),
+        ("final", pa.bool_()),  # the run's last step (cfg.steps reached)
+        ("path", pa.string()),  # URL of the checkpoint's meta_{step:06d}.json
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 """The checkpoint registry (physlm/store/registry.py), one row per registered checkpoint."""
 
 # ---------------------------------------------------------------------------------------------------------
 # evaluate
 
-GENERATIONS = pa.schema([
-    ("checkpoint_id", pa.string()), ("problem_id", pa.string()), ("test_set", pa.string()),
-    ("op", pa.int16()), ("decoding", pa.string()), ("output", pa.string()), ("correct", pa.bool_()),
-    ("answer_correct", pa.bool_()), ("n_unnecessary", pa.int16()), ("unnecessary", pa.list_(pa.string())),
-    ("first_wrong_param", pa.string()), ("error", pa.string()), ("errors", pa.list_(pa.string())),
-    ("n_tokens", pa.int32()), ("ended", pa.bool_()), ("answer", pa.string()), ("true_answer", pa.int8()),
-])
+GENERATIONS = pa.schema(
+    [
+        ("checkpoint_id", pa.string()),
+        ("problem_id", pa.string()),
+        ("test_set", pa.string()),
+        ("op", pa.int16()),
+        ("decoding", pa.string()),
+        ("output", pa.string()),
+        ("correct", pa.bool_()),
+        ("answer_correct", pa.bool_()),
+        ("n_unnecessary", pa.int16()),
+        ("unnecessary", pa.list_(pa.string())),
+        ("first_wrong_param", pa.string()),
+        ("error", pa.string()),
+        ("errors", pa.list_(pa.string())),
+        ("n_tokens", pa.int32()),
+        ("ended", pa.bool_()),
+        ("answer", pa.string()),
+        ("true_answer", pa.int8()),
+    ]
+)
 """One scored generation per (checkpoint, problem, decoding)."""
 
-ACCURACY = pa.schema([
-    ("checkpoint_id", pa.string()), ("test_set", pa.string()), ("op", pa.int16()), ("decoding", pa.string()),
-    ("n", pa.int32()), ("correct", pa.int32()), ("accuracy", pa.float64()), ("ci_low", pa.float64()),
-    ("ci_high", pa.float64()), ("answer_accuracy", pa.float64()), ("mean_unnecessary", pa.float64()),
-])
+ACCURACY = pa.schema(
+    [
+        ("checkpoint_id", pa.string()),
+        ("test_set", pa.string()),
+        ("op", pa.int16()),
+        ("decoding", pa.string()),
+        ("n", pa.int32()),
+        ("correct", pa.int32()),
+        ("accuracy", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("answer_accuracy", pa.float64()),
+        ("mean_unnecessary", pa.float64()),
+    ]
+)
 """Fully-correct accuracy per (checkpoint, test set, op, decoding) with a Wilson 95% interval; op -1 = all
 ops of the test set pooled."""
 
@@ -108,55 +149,61 @@ PROBE_SOURCES = ("probe_test", "reask_all_params", "first_wrong")
 """Values of ``probe_predictions.source``: the probes' own test examples (E4-E6, E10), the trained nece
 probe on every parameter of re-ask problems (E7), the can_next/nece_next probes before a wrong step (E8)."""
 
-PROBE_PREDICTIONS = pa.schema([
-    pa.field("checkpoint_id", pa.string(), nullable=False),
-    pa.field("task", pa.string(), nullable=False),
-    pa.field("layer", pa.int16(), nullable=False),  # -1 = final LN output
-    pa.field("baseline", pa.string(), nullable=False),  # vprobe | random_init | linear
-    pa.field("problem_id", pa.string(), nullable=False),
-    pa.field("state", pa.int16(), nullable=False),  # solution sentences written (0 for nece, dep)
-    pa.field("param_a", pa.string(), nullable=False),  # name, as in the solution text
-    pa.field("param_b", pa.string()),  # dep only
-    pa.field("param_a_necessary", pa.bool_(), nullable=False),
-    pa.field("distance", pa.int16(), nullable=False),  # A to the query; -1 unnecessary
-    pa.field("label", pa.int8(), nullable=False),
-    pa.field("prediction", pa.int8(), nullable=False),
-    pa.field("probability", pa.float32(), nullable=False),  # P(class 1) binary; P(prediction) for value
-    pa.field("source", pa.string(), nullable=False),  # one of PROBE_SOURCES
-])
+PROBE_PREDICTIONS = pa.schema(
+    [
+        pa.field("checkpoint_id", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("layer", pa.int16(), nullable=False),  # -1 = final LN output
+        pa.field("baseline", pa.string(), nullable=False),  # vprobe | random_init | linear
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("state", pa.int16(), nullable=False),  # solution sentences written (0 for nece, dep)
+        pa.field("param_a", pa.string(), nullable=False),  # name, as in the solution text
+        pa.field("param_b", pa.string()),  # dep only
+        pa.field("param_a_necessary", pa.bool_(), nullable=False),
+        pa.field("distance", pa.int16(), nullable=False),  # A to the query; -1 unnecessary
+        pa.field("label", pa.int8(), nullable=False),
+        pa.field("prediction", pa.int8(), nullable=False),
+        pa.field("probability", pa.float32(), nullable=False),  # P(class 1) binary; P(prediction) for value
+        pa.field("source", pa.string(), nullable=False),  # one of PROBE_SOURCES
+    ]
+)
 """One probe prediction per (checkpoint, task, layer, baseline, example)."""
 
-PROBE_METRICS = pa.schema([
-    pa.field("checkpoint_id", pa.string(), nullable=False),
-    pa.field("task", pa.string(), nullable=False),
-    pa.field("layer", pa.int16(), nullable=False),
-    pa.field("baseline", pa.string(), nullable=False),
-    pa.field("slice", pa.string(), nullable=False),  # all | positive | negative | unnecessary | t=1..t=8
-    pa.field("n", pa.int64(), nullable=False),
-    pa.field("accuracy", pa.float64(), nullable=False),
-    pa.field("mcc", pa.float64()),  # null where undefined (a single true class)
-    pa.field("majority_accuracy", pa.float64(), nullable=False),  # train-majority class scored on the slice
-])
+PROBE_METRICS = pa.schema(
+    [
+        pa.field("checkpoint_id", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("layer", pa.int16(), nullable=False),
+        pa.field("baseline", pa.string(), nullable=False),
+        pa.field("slice", pa.string(), nullable=False),  # all | positive | negative | unnecessary | t=1..t=8
+        pa.field("n", pa.int64(), nullable=False),
+        pa.field("accuracy", pa.float64(), nullable=False),
+        pa.field("mcc", pa.float64()),  # null where undefined (a single true class)
+        pa.field("majority_accuracy", pa.float64(), nullable=False),  # train-majority class scored on the slice
+    ]
+)
 """Accuracy and MCC of each probe on each slice of its test examples (source probe_test)."""
 
 # ---------------------------------------------------------------------------------------------------------
 # sweep
 
-SWEEP = pa.schema([
-    ("sweep_id", pa.string()),  # "<preset>-<sweep step hash>"
-    ("cell", pa.string()),  # "GPT2-4-2-s0": model shape and seed
-    ("model", pa.string()),  # GPT2-l-h
-    ("n_layer", pa.int32()),
-    ("n_head", pa.int32()),
-    ("width", pa.int32()),
-    ("params", pa.int64()),  # non-embedding parameters (spec C.1: 12d^2 + 13d per block + final LN)
-    ("seed", pa.int32()),  # train.seed
-    ("test_set", pa.string()),
-    ("decoding", pa.string()),  # greedy | beam4
-    ("accuracy", pa.float64()),  # fully-correct solutions, all ops of the test set pooled
-    ("n", pa.int32()),  # problems behind `accuracy`
-    ("best", pa.bool_()),  # the best of the model's seeds x decodings on this test set (the paper's value)
-])
+SWEEP = pa.schema(
+    [
+        ("sweep_id", pa.string()),  # "<preset>-<sweep step hash>"
+        ("cell", pa.string()),  # "GPT2-4-2-s0": model shape and seed
+        ("model", pa.string()),  # GPT2-l-h
+        ("n_layer", pa.int32()),
+        ("n_head", pa.int32()),
+        ("width", pa.int32()),
+        ("params", pa.int64()),  # non-embedding parameters (spec C.1: 12d^2 + 13d per block + final LN)
+        ("seed", pa.int32()),  # train.seed
+        ("test_set", pa.string()),
+        ("decoding", pa.string()),  # greedy | beam4
+        ("accuracy", pa.float64()),  # fully-correct solutions, all ops of the test set pooled
+        ("n", pa.int32()),  # problems behind `accuracy`
+        ("best", pa.bool_()),  # the best of the model's seeds x decodings on this test set (the paper's value)
+    ]
+)
 """One row per (sweep cell, test set, decoding); `best` marks the paper's value per (model, test set)."""
 
 

@@ -8,7 +8,7 @@ never-written folder gives no key, so the Prefect UI never shows "Cached" for ou
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from prefect.concurrency.sync import concurrency
 

@@ -41,8 +41,9 @@ def moto_s3():
         pytest.skip("moto_server is not on PATH (install moto[server]); S3 tests need it")
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -53,8 +54,7 @@ def moto_s3():
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"moto_server did not answer HTTP 200 on {endpoint} within 20 s "
-                            f"(exit code {proc.poll()})")
+                pytest.fail(f"moto_server did not answer HTTP 200 on {endpoint} within 20 s (exit code {proc.poll()})")
             time.sleep(0.2)
         yield endpoint
     finally:
@@ -101,7 +101,7 @@ def prefect_harness():
 # everything in memory, so a plain restart comes back empty; instead every request is recorded (moto's own
 # recorder, MOTO_ENABLE_RECORDING) and a restarted server replays the recording into its backend through
 # the WSGI app (werkzeug's test client, no network) BEFORE it opens the port: a client never sees it empty.
-_MOTO_LAUNCHER = r'''
+_MOTO_LAUNCHER = r"""
 import base64, json, os, sys
 port, rec = int(sys.argv[1]), sys.argv[2]
 os.environ.update(MOTO_ENABLE_RECORDING="1", MOTO_RECORDER_FILEPATH=rec, MOTO_PORT=str(port))
@@ -124,7 +124,7 @@ if os.path.exists(rec):
             client.open(u.path, query_string=u.query, method=e["method"], headers=headers, data=body)
     recorder._user_enabled = True
 run_simple("127.0.0.1", port, app, threaded=True, use_reloader=False)
-'''
+"""
 
 
 class RestartableMoto:
@@ -137,8 +137,11 @@ class RestartableMoto:
         self.proc = None
 
     def start(self, timeout: float = 30) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _MOTO_LAUNCHER, str(self.port), self.recording],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _MOTO_LAUNCHER, str(self.port), self.recording],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:

@@ -11,8 +11,9 @@ def task_runs(state) -> dict[str, str]:
 
     async def read():
         async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
             return {r.name: (r.state.name if r.state else "Pending") for r in runs}
 
     # The server records task runs from events asynchronously: poll until two reads agree (up to ~20 s).
@@ -34,8 +35,11 @@ def flow_runs(state) -> list[str]:
     async def read():
         async with get_client() as client:
             root = await client.read_flow_run(state.state_details.flow_run_id)
-            nested = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(operator="or_", any_=[root.id])))
+            nested = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(operator="or_", any_=[root.id])
+                )
+            )
             names = {}
             for run in [root, *nested]:
                 names[run.id] = (await client.read_flow(run.flow_id)).name

@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from test_report import CKPT, MODEL, root, write_fixture  # noqa: F401  (root: the shared fixture)
 
-from physlm.stages import analyze as analysis
-from physlm.store import storage
 from physlm.config import QUERIES
 from physlm.sql.queries import describe, run_queries, run_query
-from physlm.stages.analyze import analyze_step, run_analyze
 from physlm.sql.warehouse import QueryError
+from physlm.stages import analyze as analysis
+from physlm.stages.analyze import analyze_step, run_analyze
+from physlm.store import storage
 
 PHYSLM = [sys.executable, "-m", "flows"]
 
@@ -37,7 +37,9 @@ def rows_of(name: str, **where) -> list[dict]:
 
 
 def test_one_sql_file_per_query_with_a_header():
-    files = {p.name[:-4] for p in resources.files("physlm.sql").joinpath("queries").iterdir() if p.name.endswith(".sql")}
+    files = {
+        p.name[:-4] for p in resources.files("physlm.sql").joinpath("queries").iterdir() if p.name.endswith(".sql")
+    }
     assert files == set(QUERIES)
     for name in QUERIES:
         head = describe(name)
@@ -72,8 +74,9 @@ def test_accuracy_by_op_with_wilson_ci(root):
     assert (r["model"], r["n"], r["correct"]) == (MODEL, 12, 11)  # model from the checkpoint registry
     assert r["accuracy"] == pytest.approx(11 / 12)
     assert r["ci_low"] == pytest.approx(0.6461, abs=1e-3) and r["ci_high"] == pytest.approx(0.9851, abs=1e-3)
-    assert [x["accuracy"] for x in rows_of("accuracy_by_op", test_set="test_id", decoding="greedy")] == \
-        pytest.approx([11 / 12, 1, 1, 0.75])  # pooled first, then op 1..3
+    assert [x["accuracy"] for x in rows_of("accuracy_by_op", test_set="test_id", decoding="greedy")] == pytest.approx(
+        [11 / 12, 1, 1, 0.75]
+    )  # pooled first, then op 1..3
     (ood,) = rows_of("accuracy_by_op", test_set="test_op7", op=7)
     assert ood["accuracy"] == 0.5
 
@@ -94,15 +97,23 @@ def test_probe_tables_put_baselines_side_by_side(root):
     assert sorted(r["task"] for r in unn) == ["can_next", "dep"] and all(r["n"] == 30 for r in unn)
     by_label = run_query("probe_by_label").to_pylist()
     assert [(r["task"], r["label"], round(r["vprobe"], 6)) for r in by_label] == [
-        ("dep", "positive", 0.85), ("dep", "negative", 0.95), ("nece_next", "positive", 0.85),
-        ("nece_next", "negative", 0.95)]
+        ("dep", "positive", 0.85),
+        ("dep", "negative", 0.95),
+        ("nece_next", "positive", 0.85),
+        ("nece_next", "negative", 0.95),
+    ]
 
 
 def test_error_unnecessary_plan_joins_unnested_params_with_the_nece_probe(root):
     (r,) = run_query("error_unnecessary_plan").to_pylist()
     # re-0: U1 (probe true), U2 (false); re-1: U3 (true); the layer-0 row is not the paper's probe site
-    assert (r["test_set"], r["n_solutions"], r["n_unnecessary"], r["n_probed"], r["n_probe_true"]) == \
-        ("test_reask", 2, 3, 3, 2)
+    assert (r["test_set"], r["n_solutions"], r["n_unnecessary"], r["n_probed"], r["n_probe_true"]) == (
+        "test_reask",
+        2,
+        3,
+        3,
+        2,
+    )
     assert r["share_probe_true"] == pytest.approx(2 / 3) and 0 < r["ci_low"] < 2 / 3 < r["ci_high"] < 1
 
 
@@ -110,8 +121,13 @@ def test_error_not_ready_matches_the_state_before_the_wrong_sentence(root):
     (can,) = rows_of("error_not_ready", task="can_next", test_set="all")
     # 4 wrong greedy solutions; ood-2 matched at its exact state 1 (probe false), ood-3 at 2 - 1 unnecessary
     # sentence = state 1 (probe true); the state-0 row and the random_init row never match
-    assert (can["n_wrong"], can["n_located"], can["n_matched"], can["n_exact_state"], can["n_probe_false"]) == \
-        (4, 4, 2, 1, 1)
+    assert (can["n_wrong"], can["n_located"], can["n_matched"], can["n_exact_state"], can["n_probe_false"]) == (
+        4,
+        4,
+        2,
+        1,
+        1,
+    )
     assert can["share_probe_false"] == 0.5
     (nn,) = rows_of("error_not_ready", task="nece_next", test_set="all")
     assert (nn["n_matched"], nn["share_probe_false"]) == (1, 1.0)
@@ -182,8 +198,9 @@ def test_run_analyze_step_is_cached_by_its_folder(root):
     step = analyze_step({"evaluate": "evaluate-e0000001", "probe": "probe-b0000001"})
     path = analysis.run(step)
     assert path == f"{root}/analyze/{step.hash}" and storage.exists(f"{path}/_SUCCESS")
-    assert sorted(os.listdir(path)) == sorted(["_SUCCESS", "step.json"] + [f"{n}.{e}" for n in QUERIES
-                                                                         for e in ("parquet", "md")])
+    assert sorted(os.listdir(path)) == sorted(
+        ["_SUCCESS", "step.json"] + [f"{n}.{e}" for n in QUERIES for e in ("parquet", "md")]
+    )
     mtime = os.path.getmtime(f"{path}/_SUCCESS")
     assert analysis.run(step) == path and os.path.getmtime(f"{path}/_SUCCESS") == mtime
 
@@ -193,8 +210,12 @@ def test_run_analyze_step_is_cached_by_its_folder(root):
 
 
 def test_cli_sql_query(root):
-    out = subprocess.run([*PHYSLM, "sql", "--query", "error_unnecessary_plan", "--format", "csv"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*PHYSLM, "sql", "--query", "error_unnecessary_plan", "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith('"model","checkpoint_id","test_set"') and len(lines) == 2
@@ -206,12 +227,14 @@ def test_cli_unknown_query_and_bad_sql_are_one_line_errors(root):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("physlm: error: unknown query 'nope'; known: accuracy_by_op,")
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
-    out = subprocess.run([*PHYSLM, "sql", "select nosuchcolumn from probe_metrics"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [*PHYSLM, "sql", "select nosuchcolumn from probe_metrics"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert 'Referenced column "nosuchcolumn" not found' in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = subprocess.run([*PHYSLM, "sql", "select 1", "--query", "unnecessary"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [*PHYSLM, "sql", "select 1", "--query", "unnecessary"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "either a SQL statement or --query NAME" in out.stderr
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from physlm.model import decode
 from physlm.config import ConfigError as ModelConfigError
 from physlm.config import ModelConfig
+from physlm.model import decode
 from physlm.model.gpt import build, load, save
 from physlm.store.steps import step_hash
 
@@ -27,8 +27,9 @@ def canon_model(canon="ABCD", **kw):
 
 def prompts(n=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(1, V, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist()
-            for _ in range(n)]
+    return [
+        torch.randint(1, V, (int(torch.randint(3, 12, (1,), generator=g)),), generator=g).tolist() for _ in range(n)
+    ]
 
 
 @torch.no_grad()
@@ -39,9 +40,9 @@ def greedy_by_recompute(model, prompt, steps):
         logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
         nxt = int(logits.argmax())
         if nxt == END:
-            return ids[len(prompt):], True
+            return ids[len(prompt) :], True
         ids.append(nxt)
-    return ids[len(prompt):], False
+    return ids[len(prompt) :], False
 
 
 def test_canon_changes_the_function_and_is_counted():
@@ -49,7 +50,8 @@ def test_canon_changes_the_function_and_is_counted():
     names = [n for n, _ in m.named_parameters() if "canon" in n]
     assert len(names) == 8 and m.gpt_neox.layers[0].canon_b.weight.shape == (3 * 32, 4)
     assert sum(p.numel() for p in m.parameters()) == m.config.num_hidden_layers * 4 * 32 * 9 + sum(
-        p.numel() for p in canon_model("").parameters())
+        p.numel() for p in canon_model("").parameters()
+    )
     x = torch.tensor([prompts(1)[0]])
     with torch.no_grad():
         with_canon = m(input_ids=x).logits
@@ -75,7 +77,7 @@ def test_incremental_logits_equal_full_logits():
     out = m(input_ids=ids[:, :5], use_cache=True)
     cache, steps = out.cache if hasattr(out, "cache") else out.past_key_values, [out.logits]
     for t in range(5, ids.shape[1]):
-        steps.append(m(input_ids=ids[:, t:t + 1], **{_cache_kw(): cache}, use_cache=True).logits)
+        steps.append(m(input_ids=ids[:, t : t + 1], **{_cache_kw(): cache}, use_cache=True).logits)
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-5)
     delattr(cache, "physlm_canon")  # a cache without the convolution state cannot continue
     with pytest.raises(ValueError, match="Canon state"):
@@ -84,6 +86,7 @@ def test_incremental_logits_equal_full_logits():
 
 def _cache_kw():
     from physlm.model.canon import CACHE_KW
+
     return CACHE_KW
 
 
@@ -130,10 +133,17 @@ def test_rotary_fraction_rotates_fewer_dims():
         assert not torch.allclose(full(input_ids=x).logits, part(input_ids=x).logits, atol=1e-4)
 
 
-@pytest.mark.parametrize("bad, field", [(dict(canon="CA"), "canon"), (dict(canon="E"), "canon"),
-                                        (dict(canon_kernel=0), "canon_kernel"), (dict(canon_init="x"), "canon_init"),
-                                        (dict(rotary_fraction=0.3), "rotary_fraction"),
-                                        (dict(rotary_fraction=0.0), "rotary_fraction")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        (dict(canon="CA"), "canon"),
+        (dict(canon="E"), "canon"),
+        (dict(canon_kernel=0), "canon_kernel"),
+        (dict(canon_init="x"), "canon_init"),
+        (dict(rotary_fraction=0.3), "rotary_fraction"),
+        (dict(rotary_fraction=0.0), "rotary_fraction"),
+    ],
+)
 def test_bad_options_name_the_field(bad, field):
     with pytest.raises(ModelConfigError, match=f"^{field}:"):
         ModelConfig(head_dim=16, **bad)

@@ -12,17 +12,19 @@ from physlm.igsm.graph import Graph
 
 
 def make_graph() -> Graph:
-    g = Graph(layers=["Zoo", "Enclosure", "Animal"],
-              items=[["Alpha Zoo", "Beta Zoo"], ["Lion Den", "Bird House"], ["Lion", "Eagle", "Parrot"]])
-    lion = g.add((0, 1, 0, 0), [], rng=True, inner="const", const=5)                      # 5
-    eagle = g.add((0, 1, 1, 1), [lion], rng=True, inner="copy", outer="add", const=3)     # 3 + 5 = 8
-    parrot = g.add((0, 1, 1, 2), [lion, eagle], inner="diff")                             # 5 - 8 = 20
-    ld_animal = g.add((1, 1, 0, 2), [lion])                                               # 5
-    bh_animal = g.add((1, 1, 1, 2), [eagle, parrot])                                      # 28 = 5
+    g = Graph(
+        layers=["Zoo", "Enclosure", "Animal"],
+        items=[["Alpha Zoo", "Beta Zoo"], ["Lion Den", "Bird House"], ["Lion", "Eagle", "Parrot"]],
+    )
+    lion = g.add((0, 1, 0, 0), [], rng=True, inner="const", const=5)  # 5
+    eagle = g.add((0, 1, 1, 1), [lion], rng=True, inner="copy", outer="add", const=3)  # 3 + 5 = 8
+    parrot = g.add((0, 1, 1, 2), [lion, eagle], inner="diff")  # 5 - 8 = 20
+    ld_animal = g.add((1, 1, 0, 2), [lion])  # 5
+    bh_animal = g.add((1, 1, 1, 2), [eagle, parrot])  # 28 = 5
     az_ld = g.add((0, 0, 0, 0), [bh_animal], rng=True, inner="copy", outer="mul", const=4)  # 20
     az_bh = g.add((0, 0, 0, 1), [lion, eagle, parrot], rng=True, inner="sum", outer="add", const=2)  # 12
-    az_animal = g.add((1, 0, 0, 2), [az_ld, ld_animal, az_bh, bh_animal])                 # 100 + 60 = 22
-    g.add((0, 0, 1, 1), [eagle], inner="copy")                                            # unnecessary, 8
+    az_animal = g.add((1, 0, 0, 2), [az_ld, ld_animal, az_bh, bh_animal])  # 100 + 60 = 22
+    g.add((0, 0, 1, 1), [eagle], inner="copy")  # unnecessary, 8
     g.value = g.evaluate()
     g.query = az_animal
     g.order = list(range(8))
@@ -38,10 +40,8 @@ SENTENCES = [
     "Define Lion Den's Animal as d; so d = a = 5",
     "Define Bird House's Animal as e; so e = b + c = 8 + 20 = 5",
     "Define Alpha Zoo's Lion Den as f; so f = 4 * e = 4 * 5 = 20",
-    "Define Alpha Zoo's Bird House as g; h = a + b = 5 + 8 = 13; i = h + c = 13 + 20 = 10; "
-    "so g = 2 + i = 2 + 10 = 12",
-    "Define Alpha Zoo's Animal as j; k = f * d = 20 * 5 = 8; l = g * e = 12 * 5 = 14; "
-    "so j = k + l = 8 + 14 = 22",
+    "Define Alpha Zoo's Bird House as g; h = a + b = 5 + 8 = 13; i = h + c = 13 + 20 = 10; so g = 2 + i = 2 + 10 = 12",
+    "Define Alpha Zoo's Animal as j; k = f * d = 20 * 5 = 8; l = g * e = 12 * 5 = 14; so j = k + l = 8 + 14 = 22",
 ]
 
 
@@ -53,7 +53,7 @@ CORRECT = sol(SENTENCES)
 
 
 def replace(idx: int, new: str) -> str:
-    return sol(SENTENCES[:idx] + [new] + SENTENCES[idx + 1:])
+    return sol(SENTENCES[:idx] + [new] + SENTENCES[idx + 1 :])
 
 
 def kinds(v: Verdict) -> list[str]:
@@ -111,8 +111,14 @@ def test_wrong_constant_and_operator():
 
 
 def test_wrong_answer():
-    v = check(G, replace(7, "Define Alpha Zoo's Animal as j; k = f * d = 20 * 5 = 8; "
-                            "l = g * e = 12 * 5 = 14; so j = k - l = 8 - 14 = 17"))
+    v = check(
+        G,
+        replace(
+            7,
+            "Define Alpha Zoo's Animal as j; k = f * d = 20 * 5 = 8; "
+            "l = g * e = 12 * 5 = 14; so j = k - l = 8 - 14 = 17",
+        ),
+    )
     assert kinds(v) == ["wrong_value", "wrong_answer"] and not v.answer_correct
     assert v.first_wrong_param == "Alpha Zoo's Animal"
     v = check(G, replace(7, SENTENCES[7].replace("= 22", "= 21")))
@@ -155,29 +161,33 @@ def test_answer_argument():
 
 
 def test_unnecessary_steps_are_not_errors():
-    extra = ["Define Beta Zoo's Bird House as m; so m = b = 8",
-             "Define Beta Zoo's Animal as n; so n = m * e = 8 * 5 = 17",
-             "Define Alpha Zoo's Enclosure as o; so o = f + g = 20 + 12 = 9"]
+    extra = [
+        "Define Beta Zoo's Bird House as m; so m = b = 8",
+        "Define Beta Zoo's Animal as n; so n = m * e = 8 * 5 = 17",
+        "Define Alpha Zoo's Enclosure as o; so o = f + g = 20 + 12 = 9",
+    ]
     v = check(G, sol(SENTENCES[:-1] + extra + SENTENCES[-1:]))
     assert v.correct
     assert v.unnecessary == ["Beta Zoo's Bird House", "Beta Zoo's Animal", "Alpha Zoo's Enclosure"]
-    v = check(G, sol(SENTENCES[:-1] + ["Define Beta Zoo's Animal as n; so n = b * e = 8 * 5 = 17"]
-                     + SENTENCES[-1:]))
+    v = check(G, sol(SENTENCES[:-1] + ["Define Beta Zoo's Animal as n; so n = b * e = 8 * 5 = 17"] + SENTENCES[-1:]))
     assert kinds(v) == ["wrong_dependency"] and v.unnecessary == []
 
 
 def test_unknown_param():
-    v = check(G, sol(SENTENCES[:1] + ["Define Beta Zoo's Lion Den as m; so m = 3"]
-                     + SENTENCES[1:]))
+    v = check(G, sol(SENTENCES[:1] + ["Define Beta Zoo's Lion Den as m; so m = 3"] + SENTENCES[1:]))
     assert kinds(v) == ["unknown_param"] and v.first_wrong_param == "Beta Zoo's Lion Den"
     v = check(G, sol(SENTENCES[:1] + ["Define Foo's Bar as m; so m = 3"] + SENTENCES[1:]))
     assert kinds(v) == ["unknown_param"]
 
 
 def test_back_sentences_skipped():
-    text = sol(SENTENCES[:3] + ["Define Alpha Zoo's Animal as BACK"] + SENTENCES[3:5]
-               + ["Define Alpha Zoo's Bird House as BACK", "Define Bird House's Eagle as BACK"]
-               + SENTENCES[5:])
+    text = sol(
+        SENTENCES[:3]
+        + ["Define Alpha Zoo's Animal as BACK"]
+        + SENTENCES[3:5]
+        + ["Define Alpha Zoo's Bird House as BACK", "Define Bird House's Eagle as BACK"]
+        + SENTENCES[5:]
+    )
     v = check(G, text)
     assert v.correct and v.n_retries == 3 and v.n_steps == 8
 
@@ -225,23 +235,25 @@ def test_arbitrary_text_never_raises(text, answer):
     json.dumps(v.to_dict())
 
 
-_ALPHABET = st.sampled_from(list("abcxyzABC0123456789 .;=+-*'")
-                            + ["Define ", " as ", "; so ", " BACK", ". "])
+_ALPHABET = st.sampled_from(list("abcxyzABC0123456789 .;=+-*'") + ["Define ", " as ", "; so ", " BACK", ". "])
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["del", "ins", "swap"]), st.integers(0, 10**6), _ALPHABET),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["del", "ins", "swap"]), st.integers(0, 10**6), _ALPHABET), min_size=1, max_size=6
+    )
+)
 def test_mutated_solutions_never_raise(edits):
     text = CORRECT
     for op, pos, s in edits:
         pos %= max(len(text), 1)
         if op == "del":
-            text = text[:pos] + text[pos + 1:]
+            text = text[:pos] + text[pos + 1 :]
         elif op == "ins":
             text = text[:pos] + s + text[pos:]
         elif len(text) > pos + 1:
-            text = text[:pos] + text[pos + 1] + text[pos] + text[pos + 2:]
+            text = text[:pos] + text[pos + 1] + text[pos] + text[pos + 2 :]
     v = check(G, text)
     assert isinstance(v, Verdict)
     assert v.correct == (not v.errors)

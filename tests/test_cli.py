@@ -60,13 +60,16 @@ def test_check_bad_lines_get_verdicts_not_crashes(tmp_path):
     assert v[5]["id"] == "k" and "answer_mismatch" in {e["kind"] for e in v[5]["errors"]}
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("sample", "--family", "nope"), "unknown family"),
-    (("sample", "--format", "xx"), "format"),
-    (("sample", "--reask"), "reask"),
-    (("sample", "--op", "400"), "op"),
-    (("check", "--input", "/nonexistent/file"), "cannot read"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("sample", "--family", "nope"), "unknown family"),
+        (("sample", "--format", "xx"), "format"),
+        (("sample", "--reask"), "reask"),
+        (("sample", "--op", "400"), "op"),
+        (("check", "--input", "/nonexistent/file"), "cannot read"),
+    ],
+)
 def test_bad_arguments_one_line_error(args, needle):
     out = run(*args)
     assert out.returncode != 0 and needle in out.stderr and "Traceback" not in out.stderr

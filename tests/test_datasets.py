@@ -7,17 +7,17 @@ import sys
 import time
 
 import pytest
+from fstree import mtimes
 
-from physlm.store import storage
-from physlm.stages.generate import dataset_step, finalize
+from physlm import plan
+from physlm.presets import resolve
+from physlm.stages.generate import finalize
 from physlm.stages.generate import plan as generate_steps
 from physlm.stages.generate import run as run_generate
 from physlm.stages.generate import run_part as run_generate_shard
-from physlm import plan
-from physlm.presets import resolve
+from physlm.store import storage
 from physlm.store.shards import read_shards
 from physlm.store.steps import StepNotDone, parts_path, read_info, verify
-from fstree import mtimes
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=15"]
 
@@ -27,8 +27,10 @@ def generate_all(overrides, processes=0):
 
 
 def shard_hashes(paths: dict) -> dict:
-    return {name: {f: m["sha256"] for f, m in read_info(p)["files"].items() if f.startswith("shard_")}
-            for name, p in paths.items()}
+    return {
+        name: {f: m["sha256"] for f, m in read_info(p)["files"].items() if f.startswith("shard_")}
+        for name, p in paths.items()
+    }
 
 
 def test_generate_writes_every_dataset_and_second_run_is_cached(root):
@@ -99,13 +101,16 @@ def test_finalize_needs_every_shard_and_staged_shards_are_kept(root):
 
 def test_sigkill_midway_leaves_nothing_a_reader_accepts(root, tmp_path, monkeypatch):
     overrides = ["data.train_shards=8", "data.problems_per_shard=150", "data.test_problems=150"]
-    script = ("import sys; from physlm.presets import resolve; from physlm.stages import generate\n"
-              "[generate.run(s) for s in generate.plan(resolve('tiny', sys.argv[1:]))]")
+    script = (
+        "import sys; from physlm.presets import resolve; from physlm.stages import generate\n"
+        "[generate.run(s) for s in generate.plan(resolve('tiny', sys.argv[1:]))]"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script, *overrides], env={**os.environ})
     gen = os.path.join(root, "generate")
     deadline = time.monotonic() + 60
-    while not (os.path.isdir(gen) and any(n.startswith(".parts") and os.listdir(os.path.join(gen, n))
-                                           for n in os.listdir(gen))):
+    while not (
+        os.path.isdir(gen) and any(n.startswith(".parts") and os.listdir(os.path.join(gen, n)) for n in os.listdir(gen))
+    ):
         assert proc.poll() is None and time.monotonic() < deadline, "no shard appeared before the run ended"
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)

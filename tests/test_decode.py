@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from physlm.model import decode
-from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows, write_results
+from physlm.config import ModelConfig
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.config import ModelConfig
+from physlm.model import decode
 from physlm.model.gpt import build
 from physlm.model.tokenizer import build_wordlevel
+from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows, write_results
 from physlm.store import storage
 
 TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
@@ -52,8 +52,9 @@ def test_beam_search_runs_and_is_seeded(model, tok, rows):
 
 
 def test_evaluate_random_model_scores_garbage_without_crashing(model, tok, rows, tmp_path):
-    gens = evaluate_rows(model, PhyslmCodec(tok), rows, "test_id", "random-init",
-                         opts=EvalOptions(batch_size=6, max_new_tokens=16))
+    gens = evaluate_rows(
+        model, PhyslmCodec(tok), rows, "test_id", "random-init", opts=EvalOptions(batch_size=6, max_new_tokens=16)
+    )
     assert len(gens) == len(rows)
     assert not any(g["correct"] for g in gens)
     assert all(g["error"] for g in gens)  # each failure has its class (truncated, no_answer, malformed, ...)

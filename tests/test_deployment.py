@@ -51,34 +51,52 @@ def test_generate_deployment_runs_on_a_worker(tmp_path):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "PHYSLM_"))}
-    base.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                DO_NOT_TRACK="1")
+    base.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     client = {**base, "PREFECT_API_URL": api}
     root = tmp_path / "root"
     logs = tmp_path / "logs"
     logs.mkdir()
     server = worker = None
     try:
-        server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                                   "--analytics-off"], env=base, cwd=tmp_path,
-                                  stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
+            env=base,
+            cwd=tmp_path,
+            stdout=open(logs / "server.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
         wait_healthy(api, server)
 
         def prefect(*args, timeout=120):
-            out = subprocess.run([*PREFECT, *args], env=client, cwd=REPO, capture_output=True, text=True,
-                                 timeout=timeout)
+            out = subprocess.run(
+                [*PREFECT, *args], env=client, cwd=REPO, capture_output=True, text=True, timeout=timeout
+            )
             assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
             return out.stdout
 
         prefect("work-pool", "create", "cpu", "--type", "process")
         prefect("--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "generate")
-        worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "cpu", "--name", "test-worker"],
-                                  env={**client, "PREFECT_WORKER_QUERY_SECONDS": "1", "PHYSLM_ROOT": str(root)},
-                                  cwd=tmp_path, stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-        overrides = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10",
-                     "data.processes=0"]
-        out = prefect("deployment", "run", "generate/generate", "-p", "preset=tiny",
-                      "-p", f"overrides={json.dumps(overrides)}", "--watch", "--watch-timeout", "240", timeout=300)
+        worker = subprocess.Popen(
+            [*PREFECT, "worker", "start", "--pool", "cpu", "--name", "test-worker"],
+            env={**client, "PREFECT_WORKER_QUERY_SECONDS": "1", "PHYSLM_ROOT": str(root)},
+            cwd=tmp_path,
+            stdout=open(logs / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        overrides = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0"]
+        out = prefect(
+            "deployment",
+            "run",
+            "generate/generate",
+            "-p",
+            "preset=tiny",
+            "-p",
+            f"overrides={json.dumps(overrides)}",
+            "--watch",
+            "--watch-timeout",
+            "240",
+            timeout=300,
+        )
         assert "Completed" in out, out[-3000:]
 
         done = sorted(p.name for p in (root / "generate").iterdir() if (p / "_SUCCESS").exists())

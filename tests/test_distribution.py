@@ -18,8 +18,9 @@ def test_training_distribution_matches_the_authors(fam):
     problems = [generate(GenConfig(family=fam), s) for s in range(n)]
     ops = Counter(p.op for p in problems)
     top = fam.max_op
-    chi2 = sum((ops[k] - n * (2 * (top - k) + 1) / top**2) ** 2 / (n * (2 * (top - k) + 1) / top**2)
-               for k in range(1, top + 1))
+    chi2 = sum(
+        (ops[k] - n * (2 * (top - k) + 1) / top**2) ** 2 / (n * (2 * (top - k) + 1) / top**2) for k in range(1, top + 1)
+    )
     assert chi2 < 50, chi2  # 0.1% critical value: 36.1 (14 dof), 45.3 (20 dof)
     ip = sum(p.ip for p in problems) / n
     nece_abs = sum(sum(1 for x in p.graph.order if p.graph.params[x][0] == 1) for p in problems) / n

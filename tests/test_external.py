@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from physlm.stages.evaluate import EvalOptions, TextCodec, evaluate_rows, load_external
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
+from physlm.stages.evaluate import EvalOptions, TextCodec, evaluate_rows, load_external
 
 TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6), split="test")
 
@@ -20,18 +19,34 @@ TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6), split="test")
 def external(tmp_path_factory):
     """A tiny GPT-2 and a byte-level BPE tokenizer trained here (no hub), saved as a user would have them."""
     folder = tmp_path_factory.mktemp("ext")
-    texts = [p.problem + "\nSolution:" + p.solution + "\nAnswer: " + str(p.answer)
-             for p in (generate(TINY.with_(split="all"), s) for s in range(200))]
+    texts = [
+        p.problem + "\nSolution:" + p.solution + "\nAnswer: " + str(p.answer)
+        for p in (generate(TINY.with_(split="all"), s) for s in range(200))
+    ]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     tok.save_pretrained(folder)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=32, n_positions=1024,
-                               resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).save_pretrained(folder)
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=tok.vocab_size,
+            n_layer=1,
+            n_head=2,
+            n_embd=32,
+            n_positions=1024,
+            resid_pdrop=0,
+            embd_pdrop=0,
+            attn_pdrop=0,
+        )
+    ).save_pretrained(folder)
     return str(folder)
 
 
@@ -62,14 +77,27 @@ def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_pa
     import sys
 
     env = {**os.environ, "PHYSLM_ROOT": str(tmp_path / "root"), "HF_HUB_OFFLINE": "1"}
-    sets = ["--set", "data.test_problems=2", "--set", "data.train_shards=1", "--set", "data.problems_per_shard=5",
-            "--set", "data.processes=0"]
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "flows", *a], capture_output=True, text=True,  # noqa: E731
-                                    timeout=300, env=env)
+    sets = [
+        "--set",
+        "data.test_problems=2",
+        "--set",
+        "data.train_shards=1",
+        "--set",
+        "data.problems_per_shard=5",
+        "--set",
+        "data.processes=0",
+    ]
+    cli = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "flows", *a],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     out = cli("evaluate-model", external, *sets)
     assert out.returncode == 2 and "not generated yet" in out.stderr and "Traceback" not in out.stderr
-    from physlm.stages import generate as datasets
     from physlm.presets import resolve
+    from physlm.stages import generate as datasets
 
     os.environ["PHYSLM_ROOT"] = env["PHYSLM_ROOT"]
     try:

@@ -6,17 +6,31 @@ import os
 import subprocess
 import sys
 
-from flows.pipeline import generate, reproduce
 from fstree import mtimes
+from prefect_runs import flow_runs, task_runs
+
+from flows.pipeline import generate, reproduce
 from physlm import plan
 from physlm.presets import resolve
 from physlm.store import storage
-from prefect_runs import flow_runs, task_runs
 
-SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0",
-         "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4",
-         "probe.steps=2", "probe.batch_size=4", "probe.train_problems=6", "probe.test_problems=4", "probe.tasks=nece",
-         "probe.device=cpu"]
+SMALL = [
+    "data.train_shards=2",
+    "data.problems_per_shard=20",
+    "data.test_problems=10",
+    "data.processes=0",
+    "train.steps=2",
+    "train.batch_size=2",
+    "train.ckpt_every=1",
+    "evaluate.limit=2",
+    "evaluate.max_new_tokens=4",
+    "probe.steps=2",
+    "probe.batch_size=4",
+    "probe.train_problems=6",
+    "probe.test_problems=4",
+    "probe.tasks=nece",
+    "probe.device=cpu",
+]
 
 
 def test_generate_flow_twice_second_all_cached(prefect_harness, root):
@@ -75,17 +89,34 @@ def test_reproduce_is_one_flow_run_with_one_task_per_step_then_all_cached(prefec
 def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):
     paths = generate(preset="tiny", overrides=SMALL)
     assert len(paths) == 7 and all(p.startswith(s3_root) for p in paths.values())
-    out = subprocess.run([sys.executable, "-m", "flows", "sql",
-                          "select family, split, count(*) as n from problems group by all order by all",
-                          "--format", "csv"], capture_output=True, text=True, timeout=120, env={**os.environ})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows",
+            "sql",
+            "select family, split, count(*) as n from problems group by all order by all",
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",50']  # train + test_seen
 
 
 def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "flows", *a], capture_output=True, text=True,  # noqa: E731
-                                    timeout=300, env=env)
+    cli = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "flows", *a],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     sets = [x for kv in SMALL for x in ("--set", kv)]
     out = cli("generate", "--preset", "tiny", *sets)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -93,9 +124,11 @@ def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
     out = cli("run", *sets, "--dry-run")
     p = resolve("tiny", SMALL)
     assert out.returncode == 0 and all(step.id in out.stdout + out.stderr for _, step in plan.steps(p))
-    for args, message in [(["generate", "--preset", "nope"], "unknown preset 'nope'"),
-                          (["run", "--set", "data.trian_shards=2"], "did you mean data.train_shards"),
-                          (["sweep", "--preset", "grid-tiny", "--set", "data.train_shards=x"], "expected an int")]:
+    for args, message in [
+        (["generate", "--preset", "nope"], "unknown preset 'nope'"),
+        (["run", "--set", "data.trian_shards=2"], "did you mean data.train_shards"),
+        (["sweep", "--preset", "grid-tiny", "--set", "data.train_shards=x"], "expected an int"),
+    ]:
         bad = cli(*args)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1

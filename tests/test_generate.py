@@ -9,7 +9,8 @@ import sys
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from physlm.igsm import build
 from physlm.igsm.check import check
@@ -19,17 +20,27 @@ from physlm.igsm.graph import MOD
 
 
 def _fingerprint(cfg: GenConfig, seeds) -> list[str]:
-    return [json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash])
-            for p in (generate(cfg, s) for s in seeds)]
+    return [
+        json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash]) for p in (generate(cfg, s) for s in seeds)
+    ]
 
 
 def test_same_seed_same_problem_in_another_process():
     here = _fingerprint(GenConfig(), range(5))
-    code = ("import json; from physlm.igsm.config import GenConfig; from physlm.igsm.generate import generate;"
-            "print(json.dumps([json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash])"
-            " for p in (generate(GenConfig(), s) for s in range(5))]))")
-    there = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout)
+    code = (
+        "import json; from physlm.igsm.config import GenConfig; from physlm.igsm.generate import generate;"
+        "print(json.dumps([json.dumps([p.problem, p.solution, p.answer, p.op, p.template_hash])"
+        " for p in (generate(GenConfig(), s) for s in range(5))]))"
+    )
+    there = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": "123", "PATH": ""},
+        ).stdout
+    )
     assert here == there
     assert len(set(here)) == 5
 
@@ -65,8 +76,10 @@ def test_op_follows_min_of_two_law():
     fam = Family("small", max_op=top, max_edge=12)
     counts = Counter(generate(GenConfig(family=fam), s).op for s in range(n))
     # P(op = k) = (2 (max - k) + 1) / max^2; chi-square with top-1 dof, 0.1% critical value ~ 20.5
-    chi2 = sum((counts[k] - n * (2 * (top - k) + 1) / top**2) ** 2 / (n * (2 * (top - k) + 1) / top**2)
-               for k in range(1, top + 1))
+    chi2 = sum(
+        (counts[k] - n * (2 * (top - k) + 1) / top**2) ** 2 / (n * (2 * (top - k) + 1) / top**2)
+        for k in range(1, top + 1)
+    )
     assert chi2 < 20.5, (chi2, counts)
 
 
@@ -146,9 +159,15 @@ def test_unreachable_op_is_a_clear_error(monkeypatch):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**40), max_op=st.integers(1, 10), max_edge=st.integers(4, 24),
-       depths=st.sets(st.sampled_from([2, 3, 4]), min_size=1), fmt=st.sampled_from(["pq", "qp"]),
-       perm=st.integers(0, 6), bias=st.sampled_from(["code", "paper"]))
+@given(
+    seed=st.integers(0, 2**40),
+    max_op=st.integers(1, 10),
+    max_edge=st.integers(4, 24),
+    depths=st.sets(st.sampled_from([2, 3, 4]), min_size=1),
+    fmt=st.sampled_from(["pq", "qp"]),
+    perm=st.integers(0, 6),
+    bias=st.sampled_from(["code", "paper"]),
+)
 def test_any_consistent_knobs(seed, max_op, max_edge, depths, fmt, perm, bias):
     try:
         fam = Family("h", max_op=max_op, max_edge=max_edge, depths=tuple(depths))
@@ -161,6 +180,7 @@ def test_any_consistent_knobs(seed, max_op, max_edge, depths, fmt, perm, bias):
 
 def test_structure_respects_edge_count_and_widths():
     import random
+
     rng = random.Random(3)
     for _ in range(200):
         d, w0 = rng.choice([2, 3, 4]), rng.choice([2, 3])

@@ -12,9 +12,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_train.py"), "--dry-run",
-                          "--json", str(tmp_path / "fig.json"), "--out", str(tmp_path / "model")],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "gpu_train.py"),
+            "--dry-run",
+            "--json",
+            str(tmp_path / "fig.json"),
+            "--out",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert re.search(r"GPT2-2-2 n_ctx 256 batch 4 \(micro 2\) on cpu: [\d,]+ tokens/s, final loss \d", text)
@@ -23,13 +36,15 @@ def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
         assert re.search(rf"eval {test_set} op all: fully correct \d+\.\d%.*answers \d+\.\d%, n=8", text)
     for task in ("nece", "known"):
         for name in ("vprobe", "random_init", "linear"):
-            assert re.search(rf"probe {task} layer -1 {name}: accuracy \d+\.\d% \(majority \d+\.\d%\), MCC .*n=\d+",
-                             text)
+            assert re.search(
+                rf"probe {task} layer -1 {name}: accuracy \d+\.\d% \(majority \d+\.\d%\), MCC .*n=\d+", text
+            )
     fig = json.loads((tmp_path / "fig.json").read_text())
     assert fig["family"] == "tiny" and fig["tokens_seen"] == 4 * 4 * 256 and len(fig["history"]) == 2
     assert {a["test_set"] for a in fig["accuracy"]} >= {"test_id", "test_seen", "test_op4"}
-    assert {(p["task"], p["baseline"]) for p in fig["probes"]} == {(t, m) for t in ("nece", "known")
-                                                                  for m in ("vprobe", "random_init", "linear")}
+    assert {(p["task"], p["baseline"]) for p in fig["probes"]} == {
+        (t, m) for t in ("nece", "known") for m in ("vprobe", "random_init", "linear")
+    }
     # the kept model folder loads with transformers and with physlm's tokenizer
     from transformers import AutoModelForCausalLM
 
@@ -40,8 +55,19 @@ def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
 
 
 def test_gpu_script_rejects_a_bad_override_before_any_work(tmp_path):
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_train.py"), "--dry-run",
-                          "--set", "probe.tasks=nece,bogus"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "gpu_train.py"),
+            "--dry-run",
+            "--set",
+            "probe.tasks=nece,bogus",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode != 0 and "probe.tasks: distinct values among" in out.stderr and "bogus" in out.stderr
     assert "tokens/s" not in out.stdout and not os.path.exists(tmp_path / "physlm-gpu")

@@ -12,13 +12,26 @@ from physlm.igsm import vocab
 from physlm.igsm.config import GenConfig, family
 from physlm.igsm.generate import generate
 from physlm.igsm.graph import Graph
-from physlm.igsm.labels import (TASKS, all_state_labels, boundary_states, dep_matrix, distance_to_query,
-                                probe_samples, sentence_boundaries, state_labels)
+from physlm.igsm.labels import (
+    TASKS,
+    all_state_labels,
+    boundary_states,
+    dep_matrix,
+    distance_to_query,
+    probe_samples,
+    sentence_boundaries,
+    state_labels,
+)
 
 
 # ------------------------------------------------------------------------------------------ hand-built graphs
-def build(specs: list[tuple], order: list[int], query: int, layers=("Zoo", "Enclosure", "Animal"),
-          items=(["Z0", "Z1"], ["E0", "E1", "E2"], ["A0", "A1", "A2"])) -> Graph:
+def build(
+    specs: list[tuple],
+    order: list[int],
+    query: int,
+    layers=("Zoo", "Enclosure", "Animal"),
+    items=(["Z0", "Z1"], ["E0", "E1", "E2"], ["A0", "A1", "A2"]),
+) -> Graph:
     """specs: (key, preds, rng, value) per parameter."""
     g = Graph(layers=list(layers), items=[list(x) for x in items])
     for key, preds, rng, value in specs:
@@ -29,32 +42,47 @@ def build(specs: list[tuple], order: list[int], query: int, layers=("Zoo", "Encl
 
 def chain() -> Graph:
     """a -> b -> c (query); unnecessary branch a -> d -> e."""
-    return build([((0, 1, 0, 0), [], True, 5),      # 0 a
-                  ((0, 1, 0, 1), [0], True, 7),     # 1 b
-                  ((0, 0, 0, 0), [1], False, 7),    # 2 c (query)
-                  ((0, 1, 1, 0), [0], True, 9),     # 3 d (unnecessary)
-                  ((0, 0, 1, 1), [3], False, 9)],   # 4 e (unnecessary)
-                 order=[0, 1, 2], query=2)
+    return build(
+        [
+            ((0, 1, 0, 0), [], True, 5),  # 0 a
+            ((0, 1, 0, 1), [0], True, 7),  # 1 b
+            ((0, 0, 0, 0), [1], False, 7),  # 2 c (query)
+            ((0, 1, 1, 0), [0], True, 9),  # 3 d (unnecessary)
+            ((0, 0, 1, 1), [3], False, 9),
+        ],  # 4 e (unnecessary)
+        order=[0, 1, 2],
+        query=2,
+    )
 
 
 def diamond() -> Graph:
     """a -> b, a -> c, (b, c) -> q."""
-    return build([((0, 1, 0, 0), [], True, 1),
-                  ((0, 1, 0, 1), [0], True, 2),
-                  ((0, 1, 0, 2), [0], True, 3),
-                  ((0, 0, 0, 0), [1, 2], False, 5)],
-                 order=[0, 2, 1, 3], query=3)
+    return build(
+        [
+            ((0, 1, 0, 0), [], True, 1),
+            ((0, 1, 0, 1), [0], True, 2),
+            ((0, 1, 0, 2), [0], True, 3),
+            ((0, 0, 0, 0), [1, 2], False, 5),
+        ],
+        order=[0, 2, 1, 3],
+        query=3,
+    )
 
 
 def abstract() -> Graph:
     """Z0 has children E0, E1; E0 has child A0; E1 is childless. Query: Z0's Animal (k = i+2)."""
-    g = build([((0, 1, 0, 0), [], True, 5),            # 0 E0's A0 = 5
-               ((1, 1, 1, 2), [], False, 0),           # 1 E1's Animal (no operands) = 0
-               ((0, 0, 0, 0), [], True, 3),            # 2 Z0's E0 = 3
-               ((0, 0, 0, 1), [1], True, 2),           # 3 Z0's E1 = 2 + E1's Animal
-               ((1, 1, 0, 2), [0], False, 5),          # 4 E0's Animal = E0's A0
-               ((1, 0, 0, 2), [2, 4, 3, 1], False, 15)],  # 5 Z0's Animal = 3*5 + 2*0
-              order=[1, 3, 0, 4, 2, 5], query=5)
+    g = build(
+        [
+            ((0, 1, 0, 0), [], True, 5),  # 0 E0's A0 = 5
+            ((1, 1, 1, 2), [], False, 0),  # 1 E1's Animal (no operands) = 0
+            ((0, 0, 0, 0), [], True, 3),  # 2 Z0's E0 = 3
+            ((0, 0, 0, 1), [1], True, 2),  # 3 Z0's E1 = 2 + E1's Animal
+            ((1, 1, 0, 2), [0], False, 5),  # 4 E0's Animal = E0's A0
+            ((1, 0, 0, 2), [2, 4, 3, 1], False, 15),
+        ],  # 5 Z0's Animal = 3*5 + 2*0
+        order=[1, 3, 0, 4, 2, 5],
+        query=5,
+    )
     for p in range(g.n):
         g.inner[p] = "abstract" if g.params[p][0] == 1 else g.inner[p]
     g.outer[3], g.const[3], g.const[0], g.const[2] = "add", 2, 5, 3
@@ -130,7 +158,7 @@ def test_sentence_boundaries_plain_and_retry():
     retry = " Define A's D as BACK. Define A's B as x; so x = 3. Define A's E as BACK. Define A's C as y; so y = 3."
     b = sentence_boundaries(retry)
     assert len(b) == 3 and b[0] == 0
-    assert retry[b[1]:].startswith(" Define A's E as BACK") and retry[:b[1]].endswith("so x = 3.")
+    assert retry[b[1] :].startswith(" Define A's E as BACK") and retry[: b[1]].endswith("so x = 3.")
     assert b[2] == len(retry)
     assert [s for _, s in boundary_states(retry)] == [0, 0, 1, 1, 2]
     assert sentence_boundaries("") == [0]
@@ -157,7 +185,7 @@ def test_probe_samples_handbuilt():
 def _stand_in_draw(rng: random.Random, d: int, sizes: list[int], subcategories: int = 5, items: int = 20):
     h = rng.randrange(len(vocab.HIERARCHIES))
     start = rng.randrange(4 - d + 1)
-    layers = list(vocab.HIERARCHIES[h][start:start + d])
+    layers = list(vocab.HIERARCHIES[h][start : start + d])
     return h, layers, [[f"{layers[i]} Item {j}" for j in range(size)] for i, size in enumerate(sizes)]
 
 
@@ -169,8 +197,11 @@ def problems():
         vocab.draw(random.Random(0), 3, [2, 2, 2])
     except Exception:  # vocabulary file not there (yet): invent item names
         mp.setattr(vocab, "draw", _stand_in_draw)
-    cfgs = [(GenConfig(), range(200)), (GenConfig(family=family("hard")), range(50)),
-            (GenConfig(retry_rate=0.3), range(50))]
+    cfgs = [
+        (GenConfig(), range(200)),
+        (GenConfig(family=family("hard")), range(50)),
+        (GenConfig(retry_rate=0.3), range(50)),
+    ]
     out = [generate(cfg, seed) for cfg, seeds in cfgs for seed in seeds]
     mp.undo()
     return out

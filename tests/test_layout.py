@@ -68,7 +68,7 @@ def test_no_import_cycle():
         stack.append(m)
         for dep in sorted(g[m]):
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep]
+                cycle = stack[stack.index(dep) :] + [dep]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep)
@@ -94,12 +94,14 @@ def test_layers_import_one_way():
 
 
 def test_sql_layer_and_cli_start_up_import_no_torch():
-    code = ("import sys\n"
-            "import flows.cli, physlm.sql.warehouse, physlm.sql.queries, physlm.plan\n"
-            "from physlm.presets import resolve\n"
-            "from physlm import plan\n"
-            "plan.steps(resolve('tiny'))\n"
-            "print(sorted(m for m in ('torch', 'prefect', 'transformers') if m in sys.modules))\n")
+    code = (
+        "import sys\n"
+        "import flows.cli, physlm.sql.warehouse, physlm.sql.queries, physlm.plan\n"
+        "from physlm.presets import resolve\n"
+        "from physlm import plan\n"
+        "plan.steps(resolve('tiny'))\n"
+        "print(sorted(m for m in ('torch', 'prefect', 'transformers') if m in sys.modules))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

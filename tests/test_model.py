@@ -29,12 +29,12 @@ def reference_forward(sd: dict, cfg: ModelConfig, ids: torch.Tensor) -> torch.Te
     cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)  # (T, hd)
 
     def rope(t):  # (B, nh, T, hd)
-        t1, t2 = t[..., :hd // 2], t[..., hd // 2:]
+        t1, t2 = t[..., : hd // 2], t[..., hd // 2 :]
         return t * cos + torch.cat([-t2, t1], -1) * sin
 
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     for layer in range(cfg.n_layer):
-        p = lambda n: sd[f"gpt_neox.layers.{layer}.{n}"]  # noqa: E731
+        p = lambda n, layer=layer: sd[f"gpt_neox.layers.{layer}.{n}"]  # noqa: E731
         h = F.layer_norm(x, (d,), p("input_layernorm.weight"), p("input_layernorm.bias"), 1e-5)
         qkv = h @ p("attention.query_key_value.weight").T + p("attention.query_key_value.bias")  # (B, T, 3d)
         qkv = qkv.view(B, T, nh, 3, hd)  # NeoX stores [q|k|v] per head
@@ -86,10 +86,21 @@ def test_save_load_keeps_rope_and_outputs(tmp_path):
     assert again.config.use_parallel_residual is False and again.lm_head.weight is again.gpt_neox.embed_in.weight
 
 
-@pytest.mark.parametrize("name,width,non_emb_m", [
-    ("GPT2-4-21", 1344, 87), ("GPT2-8-15", 960, 89), ("GPT2-12-12", 768, 85), ("GPT2-16-10", 640, 79),
-    ("GPT2-20-9", 576, 80), ("GPT2-4-30", 1920, 177), ("GPT2-8-21", 1344, 174), ("GPT2-12-17", 1088, 171),
-    ("GPT2-16-15", 960, 177), ("GPT2-20-13", 832, 166)])
+@pytest.mark.parametrize(
+    "name,width,non_emb_m",
+    [
+        ("GPT2-4-21", 1344, 87),
+        ("GPT2-8-15", 960, 89),
+        ("GPT2-12-12", 768, 85),
+        ("GPT2-16-10", 640, 79),
+        ("GPT2-20-9", 576, 80),
+        ("GPT2-4-30", 1920, 177),
+        ("GPT2-8-21", 1344, 174),
+        ("GPT2-12-17", 1088, 171),
+        ("GPT2-16-15", 960, 177),
+        ("GPT2-20-13", 832, 166),
+    ],
+)
 def test_grid_sizes_match_spec_c1(name, width, non_emb_m):
     cfg = ModelConfig.from_name(name)
     assert cfg.width == width and cfg.name == name

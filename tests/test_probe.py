@@ -1,4 +1,4 @@
-"""V-probe, linear probe, activation sites, probe inputs and metrics (physlm/model/probe.py, physlm/model/activations.py).
+"""V-probe, linear probe, activation sites, probe inputs and metrics (physlm/model/probe.py, activations.py).
 
 Tiny on purpose: a random-init GPT2-2-2 (width 128) and short sequences. The planted-signal tests use
 sequences over a small token alphabet (40 ids): like iGSM text, tokens recur, so the rank-8 embedding update
@@ -10,15 +10,14 @@ import pyarrow as pa
 import pytest
 import torch
 
-from physlm.model import activations as act
 from physlm import tables
-from physlm.config import ConfigError, ProbeConfig
-from physlm.model import probe as P
+from physlm.config import ConfigError, ModelConfig, ProbeConfig
 from physlm.igsm import labels as L
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.config import ModelConfig
+from physlm.model import activations as act
+from physlm.model import probe as P
 from physlm.model.gpt import build
 from physlm.model.tokenizer import build_wordlevel
 
@@ -57,8 +56,10 @@ def model(model_cfg):
 @pytest.fixture(scope="module")
 def rows():
     """16 tiny problems, alternating pq / qp."""
-    return [record.row(generate(GenConfig(family=TINY, format="pq" if i % 2 else "qp"), i), f"p{i:03d}", "train")
-            for i in range(16)]
+    return [
+        record.row(generate(GenConfig(family=TINY, format="pq" if i % 2 else "qp"), i), f"p{i:03d}", "train")
+        for i in range(16)
+    ]
 
 
 def _seqs(rng, n):
@@ -84,9 +85,14 @@ def planted(model):
         p_tr, p_te = (x_tr - mu) @ w, (x_te - mu) @ w
         thr, sd = np.median(p_tr), p_tr.std()
         k_tr, k_te = np.abs(p_tr - thr) > 0.3 * sd, np.abs(p_te - thr) > 0.3 * sd
-        out[layer] = ([s for s, k in zip(tr, k_tr) if k], (p_tr[k_tr] > thr).astype(int),
-                      [s for s, k in zip(te, k_te) if k], (p_te[k_te] > thr).astype(int),
-                      x_tr[k_tr], x_te[k_te])
+        out[layer] = (
+            [s for s, k in zip(tr, k_tr) if k],
+            (p_tr[k_tr] > thr).astype(int),
+            [s for s, k in zip(te, k_te) if k],
+            (p_te[k_te] > thr).astype(int),
+            x_tr[k_tr],
+            x_te[k_te],
+        )
     return out
 
 
@@ -169,8 +175,10 @@ def test_sites_match_hf_forward(model):
     assert torch.allclose(final_ln(cache["blocks.1.resid_post"]), ref.last_hidden_state)
     assert hooks == {n: list(m._forward_hooks) for n, m in model.named_modules()}  # ours removed
     got = act.capture(model, [[[7, 8, 9], [7, 8, 9, 10, 11]]], [0, -1])
-    assert {k: v.shape for k, v in got.items()} == {"blocks.0.resid_post": (2, 128),
-                                                    "ln_final.hook_normalized": (2, 128)}
+    assert {k: v.shape for k, v in got.items()} == {
+        "blocks.0.resid_post": (2, 128),
+        "ln_final.hook_normalized": (2, 128),
+    }
     # Right padding leaves the real tokens alone: a short row read alone equals it read in a padded batch.
     alone = act.capture(model, [[[7, 8, 9]]], [-1])["ln_final.hook_normalized"]
     np.testing.assert_allclose(alone[0], got["ln_final.hook_normalized"][0], atol=1e-5)
@@ -209,14 +217,14 @@ def test_probe_inputs(tok, rows, task):
         if task == "nece" or (task == "dep" and row["format"] == "qp"):
             assert prefix == prompt
         elif task == "dep":  # pq: the statement only, no question, no [solution] marker
-            statement = row["problem"][:-len(row["question"])]
+            statement = row["problem"][: -len(row["question"])]
             assert prefix[:2] == prompt[:2] and tok.decode(prefix[2:]) == statement
-            assert "How many" not in tok.decode(prefix) and prefix == prompt[:len(prefix)]
+            assert "How many" not in tok.decode(prefix) and prefix == prompt[: len(prefix)]
         else:
             cut = L.sentence_boundaries(row["solution"])[e.state]
-            assert prefix[:len(prompt)] == prompt
-            assert tok.decode(prefix[len(prompt):]) == row["solution"][:cut]
-            assert prefix[len(prompt):] == tok.encode(row["solution"])[:len(prefix) - len(prompt)]
+            assert prefix[: len(prompt)] == prompt
+            assert tok.decode(prefix[len(prompt) :]) == row["solution"][:cut]
+            assert prefix[len(prompt) :] == tok.encode(row["solution"])[: len(prefix) - len(prompt)]
         g = record.graph_of(row)
         assert e.names == tuple(g.name(p) for p in e.params)
         assert e.distance == L.distance_to_query(g)[e.params[0]] and e.necessary == (e.distance >= 0)
@@ -262,10 +270,22 @@ def test_mcc_known_cases():
 
 
 def _pred_row(label, prediction, distance, task="nece"):
-    return {"checkpoint_id": "c", "task": task, "layer": 3, "baseline": "vprobe", "problem_id": "p",
-            "state": 0, "param_a": "A", "param_b": None, "param_a_necessary": distance >= 0,
-            "distance": distance, "label": label, "prediction": prediction, "probability": 0.5,
-            "source": "probe_test"}
+    return {
+        "checkpoint_id": "c",
+        "task": task,
+        "layer": 3,
+        "baseline": "vprobe",
+        "problem_id": "p",
+        "state": 0,
+        "param_a": "A",
+        "param_b": None,
+        "param_a_necessary": distance >= 0,
+        "distance": distance,
+        "label": label,
+        "prediction": prediction,
+        "probability": 0.5,
+        "source": "probe_test",
+    }
 
 
 def test_metric_slices():
@@ -299,8 +319,16 @@ def test_run_probe_end_to_end(model, tok, rows):
         assert all(0.0 <= r["probability"] <= 1.0 and r["prediction"] in (0, 1) for r in preds)
         out[name] = [(r["problem_id"], r["param_a"], r["param_b"], r["label"]) for r in preds]
     assert out["vprobe"] == out["random_init"] == out["linear"]  # the same test pairs: paired baselines
-    preds, metrics = P.run_probe(model, tok, train, test, ProbeConfig(steps=1, samples_per_problem=4, device="cpu"),
-                                 "value", "ckpt-1", baseline_name="linear")
+    preds, metrics = P.run_probe(
+        model,
+        tok,
+        train,
+        test,
+        ProbeConfig(steps=1, samples_per_problem=4, device="cpu"),
+        "value",
+        "ckpt-1",
+        baseline_name="linear",
+    )
     assert all(0 <= r["prediction"] <= 23 and 0 <= r["label"] <= 23 for r in preds)
     with pytest.raises(ValueError):
         P.run_probe(model, tok, train, test, cfg, "dep", "c", baseline_name="majority")

@@ -9,19 +9,33 @@ import os
 import pytest
 import torch
 
-from physlm.stages import generate as datasets
-from physlm.stages import evaluate, probe, train
-from physlm.store import storage
 from physlm.igsm.graph import MOD
 from physlm.igsm.labels import sentence_boundaries
 from physlm.igsm.record import graph_of
 from physlm.presets import resolve
+from physlm.stages import evaluate, probe, train
+from physlm.stages import generate as datasets
+from physlm.store import storage
 from physlm.store.shards import read_shards
 
-TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=8", "data.processes=0",
-        "train.steps=4", "train.batch_size=2", "train.ckpt_every=2", "evaluate.limit=3",
-        "evaluate.max_new_tokens=6", "probe.steps=5", "probe.batch_size=8", "probe.train_problems=20",
-        "probe.test_problems=8", "probe.tasks=nece,can_next", "probe.layers=0", "probe.device=cpu"]
+TINY = [
+    "data.train_shards=1",
+    "data.problems_per_shard=30",
+    "data.test_problems=8",
+    "data.processes=0",
+    "train.steps=4",
+    "train.batch_size=2",
+    "train.ckpt_every=2",
+    "evaluate.limit=3",
+    "evaluate.max_new_tokens=6",
+    "probe.steps=5",
+    "probe.batch_size=8",
+    "probe.train_problems=20",
+    "probe.test_problems=8",
+    "probe.tasks=nece,can_next",
+    "probe.layers=0",
+    "probe.device=cpu",
+]
 
 
 @pytest.fixture
@@ -31,8 +45,9 @@ def root(root):
 
 
 def weights(folder: str) -> dict[str, bytes]:
-    return {f: open(f, "rb").read() for f in sorted(glob.glob(os.path.join(folder, "**", "*.safetensors"),
-                                                                   recursive=True))}
+    return {
+        f: open(f, "rb").read() for f in sorted(glob.glob(os.path.join(folder, "**", "*.safetensors"), recursive=True))
+    }
 
 
 def wrong_at_sentence_1(solution: str) -> str:
@@ -47,8 +62,8 @@ def plant_wrong_generation(p) -> tuple[str, int]:
     [answer]), so that E8 has a probe point; returns (problem id, first wrong parameter index)."""
     import pyarrow as pa
 
-    from physlm.tables import GENERATIONS
     from physlm.model.scoring import score
+    from physlm.tables import GENERATIONS
 
     epath = evaluate.evaluate_step(p).path()
     gens = storage.read_parquet(storage.join(epath, "generations.parquet")).to_pylist()
@@ -57,8 +72,21 @@ def plant_wrong_generation(p) -> tuple[str, int]:
     row = rows[gens[i]["problem_id"]]
     bad = wrong_at_sentence_1(row["solution"])
     s = score(graph_of(row), bad, " 3", True)
-    gens[i].update(output=bad + "<|answer|> 3<|endoftext|>", **{k: s[k] for k in (
-        "correct", "answer_correct", "n_unnecessary", "unnecessary", "first_wrong_param", "error", "errors")})
+    gens[i].update(
+        output=bad + "<|answer|> 3<|endoftext|>",
+        **{
+            k: s[k]
+            for k in (
+                "correct",
+                "answer_correct",
+                "n_unnecessary",
+                "unnecessary",
+                "first_wrong_param",
+                "error",
+                "errors",
+            )
+        },
+    )
     assert not gens[i]["correct"] and gens[i]["first_wrong_param"] == graph_of(row).name(row["order"][1])
     storage.write_parquet(pa.Table.from_pylist(gens, schema=GENERATIONS), storage.join(epath, "generations.parquet"))
     return row["id"], row["order"][1]
@@ -102,8 +130,14 @@ def test_probe_stage_end_to_end(root):
     assert all(r["task"] == "nece" and r["baseline"] == "vprobe" and r["layer"] == -1 for r in e7)
     # E8: rows exactly when a wrong greedy generation names a first wrong parameter
     e8 = [r for r in preds if r["source"] == "first_wrong"]
-    wrong = [g for g in gens if g["test_set"] in ("test_id", "test_reask") and g["decoding"] == "greedy"
-             and not g["correct"] and g["first_wrong_param"]]
+    wrong = [
+        g
+        for g in gens
+        if g["test_set"] in ("test_id", "test_reask")
+        and g["decoding"] == "greedy"
+        and not g["correct"]
+        and g["first_wrong_param"]
+    ]
     assert wrong and len(e8) <= len(wrong) and all(r["task"] == "can_next" for r in e8)
     mine = [r for r in e8 if r["problem_id"] == planted]
     assert len(mine) == 1 and mine[0]["state"] == 1 and mine[0]["label"] == 1
@@ -126,7 +160,7 @@ def test_first_wrong_probe_point(root):
     sentences = solution.strip()[:-1].split(". ")
     # a wrong result in sentence 1: the probe point is the gold prefix after sentence 0
     state, prefix, a, labels = probe.first_wrong_probe(row, wrong_at_sentence_1(solution))
-    assert (state, a) == (1, row["order"][1]) and prefix == solution[:sentence_boundaries(solution)[1]]
+    assert (state, a) == (1, row["order"][1]) and prefix == solution[: sentence_boundaries(solution)[1]]
     assert labels == {"can_next": 1, "nece_next": 1}
     # sentence 0 skipped: the first sentence defines order[1] with nothing known
     skipped = " " + ". ".join(sentences[1:]) + "."

@@ -47,11 +47,26 @@ SEED = 20260509  # every random choice below comes from here
 
 # A pipeline small enough for CPU, big enough that each stage runs long enough to be killed inside it:
 # shard data (not online), so that training reads its shards through the checked reader.
-PIPELINE = ["data.train_shards=4", "data.problems_per_shard=60", "data.test_problems=40", "data.processes=0",
-            "data.online=false", "train.steps=12", "train.batch_size=2", "train.ckpt_every=3",
-            "train.num_threads=1", "evaluate.limit=6", "evaluate.max_new_tokens=24", "probe.steps=8",
-            "probe.batch_size=8", "probe.train_problems=20", "probe.test_problems=8",
-            "probe.tasks=nece,can_next", "probe.layers=0", "probe.device=cpu"]
+PIPELINE = [
+    "data.train_shards=4",
+    "data.problems_per_shard=60",
+    "data.test_problems=40",
+    "data.processes=0",
+    "data.online=false",
+    "train.steps=12",
+    "train.batch_size=2",
+    "train.ckpt_every=3",
+    "train.num_threads=1",
+    "evaluate.limit=6",
+    "evaluate.max_new_tokens=24",
+    "probe.steps=8",
+    "probe.batch_size=8",
+    "probe.train_problems=20",
+    "probe.test_problems=8",
+    "probe.tasks=nece,can_next",
+    "probe.layers=0",
+    "probe.device=cpu",
+]
 STAGES = ("generate", "train", "evaluate", "probe")
 
 
@@ -66,16 +81,18 @@ def run_pipeline(upto: str, overrides: list[str]) -> dict[str, float]:
     `upto`; returns each stage's wall seconds. Also the body of the subprocesses that get killed."""
     import torch
 
-    from physlm.stages import generate as datasets
-    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
+    from physlm.stages import evaluate, probe, train
+    from physlm.stages import generate as datasets
 
     torch.set_num_threads(1)
     p = resolve("tiny", overrides)
-    runs = {"generate": lambda: [datasets.run(s) for s in datasets.plan(p)],
-            "train": lambda: train.run(train.train_step(p)),
-            "evaluate": lambda: evaluate.run(evaluate.evaluate_step(p)),
-            "probe": lambda: probe.run(probe.probe_step(p))}
+    runs = {
+        "generate": lambda: [datasets.run(s) for s in datasets.plan(p)],
+        "train": lambda: train.run(train.train_step(p)),
+        "evaluate": lambda: evaluate.run(evaluate.evaluate_step(p)),
+        "probe": lambda: probe.run(probe.probe_step(p)),
+    }
     seconds = {}
     for stage in STAGES[: STAGES.index(upto) + 1]:
         t = time.monotonic()
@@ -85,13 +102,17 @@ def run_pipeline(upto: str, overrides: list[str]) -> dict[str, float]:
 
 
 def pipeline_steps(overrides: list[str]) -> dict[str, list]:
-    from physlm.stages import generate as datasets
-    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
+    from physlm.stages import evaluate, probe, train
+    from physlm.stages import generate as datasets
 
     p = resolve("tiny", overrides)
-    return {"generate": datasets.plan(p), "train": [train.train_step(p)],
-            "evaluate": [evaluate.evaluate_step(p)], "probe": [probe.probe_step(p)]}
+    return {
+        "generate": datasets.plan(p),
+        "train": [train.train_step(p)],
+        "evaluate": [evaluate.evaluate_step(p)],
+        "probe": [probe.probe_step(p)],
+    }
 
 
 def fingerprint(root: str) -> dict[str, str]:
@@ -134,7 +155,7 @@ def _parts_made(root: str) -> int:
     """Shards written so far by the generate stage: staged ones and those already in finished steps."""
     seen = set()
     for path in glob.glob(os.path.join(root, "generate", ".parts-*", "shard_*.parquet")):
-        seen.add((os.path.basename(os.path.dirname(path))[len(".parts-"):], os.path.basename(path)))
+        seen.add((os.path.basename(os.path.dirname(path))[len(".parts-") :], os.path.basename(path)))
     for path in glob.glob(os.path.join(root, "generate", "*", "shard_*.parquet")):
         seen.add((os.path.basename(os.path.dirname(path)), os.path.basename(path)))
     return len(seen)
@@ -167,8 +188,8 @@ def _unregister(train_hash: str) -> None:
 
 
 def _assert_unfinished_is_refused(stage: str, step, root: str) -> None:
-    from physlm.store import registry
     from physlm.sql import warehouse
+    from physlm.store import registry
     from physlm.store.shards import read_shards
 
     assert not step.done()
@@ -197,13 +218,19 @@ def test_sigkill_in_every_stage_then_rerun_matches_uninterrupted(root, tmp_path)
     rng = random.Random(SEED)
     steps = pipeline_steps(PIPELINE)
     n_shards = sum(s.config.n_shards for s in steps["generate"])
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
-            "t.run_pipeline(sys.argv[2], sys.argv[3:])")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
+        "t.run_pipeline(sys.argv[2], sys.argv[3:])"
+    )
     for stage in STAGES:
         for attempt in range(4):  # a kill that lands after the stage finished is retried sooner
-            until, delay, where = _kill_point(stage, root, rng, seconds, n_shards, 0.5 ** attempt)
-            proc = subprocess.Popen([sys.executable, "-c", code, HERE, stage, *PIPELINE], env={**os.environ},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            until, delay, where = _kill_point(stage, root, rng, seconds, n_shards, 0.5**attempt)
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code, HERE, stage, *PIPELINE],
+                env={**os.environ},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             deadline = time.monotonic() + 120
             while not until() and proc.poll() is None:
                 assert time.monotonic() < deadline, f"{stage}: never got under way"
@@ -244,12 +271,12 @@ def test_resume_records_the_same_loss(tmp_path):
     same loss (and registry row) as an uninterrupted run."""
     import torch
 
-    from physlm.store import checkpoint
+    from physlm.config import ModelConfig, TrainConfig
+    from physlm.igsm.config import Family, GenConfig
     from physlm.model import tokenizer as T
     from physlm.model.data import OnlineProblems
-    from physlm.igsm.config import Family, GenConfig
-    from physlm.config import ModelConfig, TrainConfig
     from physlm.model.train import train
+    from physlm.store import checkpoint
 
     torch.set_num_threads(1)
     tok = T.build_wordlevel()
@@ -266,13 +293,14 @@ def test_resume_records_the_same_loss(tmp_path):
 def test_torn_step_on_s3_is_never_read(s3_root):
     """On S3 a step is written in place, `_SUCCESS` last: a writer killed before it leaves a torn folder. Every
     reader refuses it, and a rerun replaces it."""
-    from physlm.stages import generate as datasets
-    from physlm.sql import warehouse
     from physlm.presets import resolve
+    from physlm.sql import warehouse
+    from physlm.stages import generate as datasets
     from physlm.store.shards import read_shards
 
-    step = datasets.plan(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=10",
-                                                    "data.test_problems=5"]))[0]
+    step = datasets.plan(
+        resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5"])
+    )[0]
     path = datasets.run(step)
     good = read_shards(path)
     for name in ("_SUCCESS", "step.json"):  # exactly what a writer killed before its last two writes leaves
@@ -304,8 +332,7 @@ def _task_run_counts(flow_run_id) -> dict[str, int]:
     return asyncio.run(read())
 
 
-def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, restartable_moto, tmp_path,
-                                                            monkeypatch):
+def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, restartable_moto, tmp_path, monkeypatch):
     from flows.pipeline import generate
 
     overrides = ["data.train_shards=8", "data.problems_per_shard=150", "data.test_problems=20", "data.processes=0"]
@@ -316,9 +343,13 @@ def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, re
     # botocore's own retries (AWS_MAX_ATTEMPTS, default 5: 3-8 s per refused call) would ride out a short
     # outage by themselves; with 2 attempts a call fails within about a second, so the task's retry is what
     # has to carry the flow through the 5 s outage.
-    for k, v in {"AWS_ENDPOINT_URL": restartable_moto.endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_MAX_ATTEMPTS": "2"}.items():
+    for k, v in {
+        "AWS_ENDPOINT_URL": restartable_moto.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "2",
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     bucket = f"physlm-outage-{uuid.uuid4().hex[:8]}"
@@ -353,13 +384,14 @@ def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, re
     assert max(counts.values()) >= 2, f"no task was retried: {counts}"
     for name, path in paths.items():  # and what it wrote is whole and the same as without the outage
         assert damage(path) == {}
-        assert {f: m["sha256"] for f, m in read_info(path)["files"].items()} == \
-            {f: m["sha256"] for f, m in local[name].items()}
+        assert {f: m["sha256"] for f, m in read_info(path)["files"].items()} == {
+            f: m["sha256"] for f, m in local[name].items()
+        }
 
 
 def _generate_all(overrides):
-    from physlm.stages import generate as datasets
     from physlm.presets import resolve
+    from physlm.stages import generate as datasets
 
     return {s.config.dataset: datasets.run(s) for s in datasets.plan(resolve("tiny", overrides))}
 
@@ -369,8 +401,9 @@ def _generate_all(overrides):
 
 
 def cli(*args: str, env: dict | None = None, cwd: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*PHYSLM, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*PHYSLM, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})}
+    )
 
 
 def test_damaged_shard_is_detected_on_read_and_repaired(root):
@@ -407,13 +440,14 @@ def test_damaged_shard_is_detected_on_read_and_repaired(root):
     assert cli("repair", "--dry-run").returncode == 0 and verify(paths["train"]) == []
 
     # Or by hand: rerun the one step with force.
-    from physlm.stages import generate as datasets
     from physlm.presets import resolve
+    from physlm.stages import generate as datasets
 
     with open(altered, "wb") as f:
         f.write(b"PAR1 not really")
-    step = datasets.dataset_step(resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=30",
-                                             "data.test_problems=10"]), "test_id")
+    step = datasets.dataset_step(
+        resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10"]), "test_id"
+    )
     datasets.run(step, force=True)
     assert open(altered, "rb").read() == original[altered]
 
@@ -423,8 +457,8 @@ def test_repair_recomputes_a_damaged_train_step(root):
     """Damaged weights: `physlm repair --preset` retrains that step alone, to the same bytes."""
     overrides = PIPELINE
     run_pipeline("train", overrides)
-    from physlm.stages import analyze, evaluate, probe, train
     from physlm.presets import resolve
+    from physlm.stages import train
 
     path = train.train_step(resolve("tiny", overrides)).path()
     files = {f: open(f, "rb").read() for f in glob.glob(os.path.join(path, "*.safetensors"))}
@@ -450,20 +484,29 @@ def _race(stage: str, tmp_path, n: int = 2) -> None:
     ready, and waits for the go file; all must exit 0."""
     run = tmp_path / f"race-{stage}-{uuid.uuid4().hex[:6]}"
     run.mkdir()
-    code = ("import os, sys, time; sys.path.insert(0, sys.argv[1]); import torch, test_reliability as t\n"
-            "from physlm.stages import generate as datasets, stages, probe\n"
-            "open(sys.argv[2] + '/ready-' + str(os.getpid()), 'w').close()\n"
-            "while not os.path.exists(sys.argv[2] + '/go'): time.sleep(0.001)\n"
-            "t.run_pipeline(sys.argv[3], sys.argv[4:])")
-    procs = [subprocess.Popen([sys.executable, "-c", code, HERE, str(run), stage, *PIPELINE], env={**os.environ},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(n)]
+    code = (
+        "import os, sys, time; sys.path.insert(0, sys.argv[1]); import torch, test_reliability as t\n"
+        "from physlm.stages import generate as datasets, stages, probe\n"
+        "open(sys.argv[2] + '/ready-' + str(os.getpid()), 'w').close()\n"
+        "while not os.path.exists(sys.argv[2] + '/go'): time.sleep(0.001)\n"
+        "t.run_pipeline(sys.argv[3], sys.argv[4:])"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, HERE, str(run), stage, *PIPELINE],
+            env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
     deadline = time.monotonic() + 120
     while len(glob.glob(str(run / "ready-*"))) < n:
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a racer did not start"
         time.sleep(0.01)
     (run / "go").write_text("")
     errs = [p.communicate(timeout=600)[1].decode(errors="replace") for p in procs]
-    tracebacks = [e[e.rfind("Traceback"):][-3000:] for e in errs if "Traceback" in e]
+    tracebacks = [e[e.rfind("Traceback") :][-3000:] for e in errs if "Traceback" in e]
     assert [p.returncode for p in procs] == [0] * n, tracebacks
 
 
@@ -545,13 +588,22 @@ def _listing(folder: str) -> list[str]:
 def test_bad_input_is_one_line_error(args, kind, needle, tmp_path, request):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    env = {"PHYSLM_ROOT": str(tmp_path / "root"), "AWS_ACCESS_KEY_ID": "AKIARELIABILITYTEST1",
-           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials", "AWS_CONFIG_FILE": "/nonexistent/config"}
+    env = {
+        "PHYSLM_ROOT": str(tmp_path / "root"),
+        "AWS_ACCESS_KEY_ID": "AKIARELIABILITYTEST1",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+        "AWS_CONFIG_FILE": "/nonexistent/config",
+    }
     bucket = None
     if kind == "s3-down":  # nothing listens there; one attempt (botocore's default 5 take 3-8 s, same message)
-        env.update(PHYSLM_ROOT="s3://nowhere-bucket/prefix", AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
-                   AWS_MAX_ATTEMPTS="1")
+        env.update(
+            PHYSLM_ROOT="s3://nowhere-bucket/prefix",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+            AWS_MAX_ATTEMPTS="1",
+        )
     elif kind == "s3-no-credentials":
         endpoint = request.getfixturevalue("moto_s3")
         bucket = f"physlm-nocreds-{uuid.uuid4().hex[:8]}"
@@ -559,8 +611,9 @@ def test_bad_input_is_one_line_error(args, kind, needle, tmp_path, request):
 
         fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=endpoint, skip_instance_cache=True)
         fs.mkdir(bucket)
-        env.update(PHYSLM_ROOT=f"s3://{bucket}/p", AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="",
-                   AWS_SECRET_ACCESS_KEY="")
+        env.update(
+            PHYSLM_ROOT=f"s3://{bucket}/p", AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="", AWS_SECRET_ACCESS_KEY=""
+        )
     if "{cwd}/model" in args:  # a model folder that exists (so the failure is the storage's)
         (cwd / "model").mkdir()
         (cwd / "model" / "config.json").write_text("{}")
@@ -580,11 +633,18 @@ def test_check_takes_malformed_jsonl_without_crashing(tmp_path):
     """`physlm check` judges model output line by line: a malformed line is a `bad_input` verdict (exit 0),
     never a crash, whatever the bytes (README: 'never crashes')."""
     good = json.loads(cli("sample", "--count", "1").stdout)
-    lines = [b"not json", b"[" * 100_000, b'{"problem": "x", "solution": ' + b"[" * 5000 + b"}",
-             b"\xff\xfe\x00\x01 binary", b'{"problem": 5, "solution": null}', b"1e999999", b'"a string"',
-             b"9" * 5000, json.dumps({"problem": good["problem"], "solution": good["solution"],
-                                      "answer": {"a": [1]}}).encode(),
-             json.dumps({"problem": good["problem"] * 50, "solution": good["solution"] * 50}).encode()]
+    lines = [
+        b"not json",
+        b"[" * 100_000,
+        b'{"problem": "x", "solution": ' + b"[" * 5000 + b"}",
+        b"\xff\xfe\x00\x01 binary",
+        b'{"problem": 5, "solution": null}',
+        b"1e999999",
+        b'"a string"',
+        b"9" * 5000,
+        json.dumps({"problem": good["problem"], "solution": good["solution"], "answer": {"a": [1]}}).encode(),
+        json.dumps({"problem": good["problem"] * 50, "solution": good["solution"] * 50}).encode(),
+    ]
     f = tmp_path / "in.jsonl"
     f.write_bytes(b"\n".join(lines) + b"\n")
     out = cli("check", "--input", str(f))
@@ -597,10 +657,44 @@ def test_check_takes_malformed_jsonl_without_crashing(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # Fuzzing: the checker and the problem-text parser never raise
 
-_PIECES = [" ", ".", ". ", ";", "; so ", " = ", " + ", " - ", " * ", "Define ", " as ", "'s ", " BACK", "0", "7",
-           "22", "23", "-1", "999999999999", "a", "z", "\n", "\x00", "é", " How many ", " does ", " have?",
-           " The number of each ", " equals ", " more than ", " times as much as ", "the sum of ",
-           "the difference of ", " and ", ", ", "?"]
+_PIECES = [
+    " ",
+    ".",
+    ". ",
+    ";",
+    "; so ",
+    " = ",
+    " + ",
+    " - ",
+    " * ",
+    "Define ",
+    " as ",
+    "'s ",
+    " BACK",
+    "0",
+    "7",
+    "22",
+    "23",
+    "-1",
+    "999999999999",
+    "a",
+    "z",
+    "\n",
+    "\x00",
+    "é",
+    " How many ",
+    " does ",
+    " have?",
+    " The number of each ",
+    " equals ",
+    " more than ",
+    " times as much as ",
+    "the sum of ",
+    "the difference of ",
+    " and ",
+    ", ",
+    "?",
+]
 
 
 def _mutate(text: str, rng: random.Random, donors: list[str]) -> str:
@@ -611,7 +705,7 @@ def _mutate(text: str, rng: random.Random, donors: list[str]) -> str:
         n = len(text)
         i, j = sorted((rng.randint(0, n), rng.randint(0, n)))
         if op == 0:
-            text = text[:i] + text[i + rng.randint(1, 12):]
+            text = text[:i] + text[i + rng.randint(1, 12) :]
         elif op == 1:
             text = text[:i] + rng.choice(_PIECES) + text[i:]
         elif op == 2:
@@ -624,11 +718,11 @@ def _mutate(text: str, rng: random.Random, donors: list[str]) -> str:
             digits = [k for k, c in enumerate(text) if c.isdigit()]
             if digits:
                 k = rng.choice(digits)
-                text = text[:k] + str(rng.randint(0, 30)) + text[k + 1:]
+                text = text[:k] + str(rng.randint(0, 30)) + text[k + 1 :]
         elif op == 5:
             d = rng.choice(donors)
             a = rng.randint(0, len(d))
-            text = text[:i] + d[a:a + rng.randint(1, 80)] + text[j:]
+            text = text[:i] + d[a : a + rng.randint(1, 80)] + text[j:]
         else:
             text = text[:i] + "".join(chr(rng.randint(0, 0x2FF)) for _ in range(rng.randint(1, 5))) + text[j:]
     return text
@@ -645,9 +739,18 @@ def fuzz(cases: int, seed: int) -> dict[str, int]:
     from physlm.igsm.parse import ParseError, parse_candidates
 
     rng = random.Random(seed)
-    problems = [generate(GenConfig(family=family(rng.choice(["med", "hard"])), format=rng.choice(["pq", "qp"]),
-                                   op=rng.choice([None, None, 3, 20]) if i % 5 else None, reask=False),
-                         rng.randrange(2**31)) for i in range(60)]
+    problems = [
+        generate(
+            GenConfig(
+                family=family(rng.choice(["med", "hard"])),
+                format=rng.choice(["pq", "qp"]),
+                op=rng.choice([None, None, 3, 20]) if i % 5 else None,
+                reask=False,
+            ),
+            rng.randrange(2**31),
+        )
+        for i in range(60)
+    ]
     texts = [p.problem for p in problems] + [p.solution for p in problems]
     counts = {"check": 0, "judge": 0, "parse": 0}
     answers = [None, 0, 22, "7", " 13 ", "x", -1, 10**30, 2.5, True, [1], {"a": 1}]
@@ -661,8 +764,11 @@ def fuzz(cases: int, seed: int) -> dict[str, int]:
                 json.dumps(v.to_dict())
                 counts["check"] += 1
             elif kind < 0.7:
-                v = judge(_mutate(p.problem, rng, texts) if rng.random() < 0.5 else p.problem,
-                          _mutate(p.solution, rng, texts), rng.choice(answers))
+                v = judge(
+                    _mutate(p.problem, rng, texts) if rng.random() < 0.5 else p.problem,
+                    _mutate(p.solution, rng, texts),
+                    rng.choice(answers),
+                )
                 json.dumps(v)
                 counts["judge"] += 1
             else:
@@ -700,10 +806,21 @@ def test_s3_credentials_never_leave_the_process(prefect_harness, s3_root, monkey
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # moto accepts any credentials
     results = tmp_path / "prefect-results"
-    sets = ["--set", "data.train_shards=1", "--set", "data.problems_per_shard=10", "--set", "data.test_problems=4",
-            "--set", "data.processes=0"]
-    env = {"PREFECT_API_URL": prefect_harness, "PREFECT_LOCAL_STORAGE_PATH": str(results),
-           "PREFECT_LOGGING_LEVEL": "DEBUG"}
+    sets = [
+        "--set",
+        "data.train_shards=1",
+        "--set",
+        "data.problems_per_shard=10",
+        "--set",
+        "data.test_problems=4",
+        "--set",
+        "data.processes=0",
+    ]
+    env = {
+        "PREFECT_API_URL": prefect_harness,
+        "PREFECT_LOCAL_STORAGE_PATH": str(results),
+        "PREFECT_LOGGING_LEVEL": "DEBUG",
+    }
     out = cli("generate", "--preset", "tiny", *sets, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     down = cli("sql", "select 1", env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1"})

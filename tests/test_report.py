@@ -30,11 +30,25 @@ TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
 
 
 def _gen(pid, test_set, op, decoding, correct, unnecessary=(), first_wrong=None, output=" Define A as a; so a = 1."):
-    return {"checkpoint_id": CKPT, "problem_id": pid, "test_set": test_set, "op": op, "decoding": decoding,
-            "output": output, "correct": correct, "answer_correct": correct, "n_unnecessary": len(unnecessary),
-            "unnecessary": list(unnecessary), "first_wrong_param": first_wrong,
-            "error": None if correct else "wrong_value", "errors": [] if correct else ["wrong_value"],
-            "n_tokens": 20, "ended": True, "answer": "1", "true_answer": 1}
+    return {
+        "checkpoint_id": CKPT,
+        "problem_id": pid,
+        "test_set": test_set,
+        "op": op,
+        "decoding": decoding,
+        "output": output,
+        "correct": correct,
+        "answer_correct": correct,
+        "n_unnecessary": len(unnecessary),
+        "unnecessary": list(unnecessary),
+        "first_wrong_param": first_wrong,
+        "error": None if correct else "wrong_value",
+        "errors": [] if correct else ["wrong_value"],
+        "n_tokens": 20,
+        "ended": True,
+        "answer": "1",
+        "true_answer": 1,
+    }
 
 
 def generations() -> list[dict]:
@@ -44,8 +58,17 @@ def generations() -> list[dict]:
         for i in range(4):
             pid, wrong = f"id-{op}-{i}", op == 3 and i == 0
             if wrong:  # first wrong parameter B after one sentence
-                rows.append(_gen(pid, "test_id", op, "greedy", False, first_wrong="B",
-                                 output=" Define A as a; so a = 1. Define B as b; so b = 2."))
+                rows.append(
+                    _gen(
+                        pid,
+                        "test_id",
+                        op,
+                        "greedy",
+                        False,
+                        first_wrong="B",
+                        output=" Define A as a; so a = 1. Define B as b; so b = 2.",
+                    )
+                )
             else:
                 rows.append(_gen(pid, "test_id", op, "greedy", True))
             rows.append(_gen(pid, "test_id", op, "beam4", True))
@@ -53,11 +76,30 @@ def generations() -> list[dict]:
     rows.append(_gen("ood-0", "test_op7", 7, "greedy", True))
     rows.append(_gen("ood-1", "test_op7", 7, "greedy", True))
     # w0: first wrong W after 1 sentence (exact state 1)
-    rows.append(_gen("ood-2", "test_op7", 7, "greedy", False, first_wrong="W",
-                     output=" Define A as a; so a = 1. Define W as w; so w = 5."))
+    rows.append(
+        _gen(
+            "ood-2",
+            "test_op7",
+            7,
+            "greedy",
+            False,
+            first_wrong="W",
+            output=" Define A as a; so a = 1. Define W as w; so w = 5.",
+        )
+    )
     # w1: first wrong W after 2 sentences, one of them unnecessary (U9): approximate state 2 - 1 = 1
-    rows.append(_gen("ood-3", "test_op7", 7, "greedy", False, unnecessary=["U9"], first_wrong="W",
-                     output=" Define A as a; so a = 1. Define U9 as u; so u = 3. Define W as w; so w = 5."))
+    rows.append(
+        _gen(
+            "ood-3",
+            "test_op7",
+            7,
+            "greedy",
+            False,
+            unnecessary=["U9"],
+            first_wrong="W",
+            output=" Define A as a; so a = 1. Define U9 as u; so u = 3. Define W as w; so w = 5.",
+        )
+    )
     # test_reask (op 7): correct with unnecessary params (E3, E7)
     rows.append(_gen("re-0", "test_reask", 7, "greedy", True, unnecessary=["U1", "U2"]))
     rows.append(_gen("re-1", "test_reask", 7, "greedy", True, unnecessary=["U3"]))
@@ -66,32 +108,49 @@ def generations() -> list[dict]:
     return rows
 
 
-def _pred(task, pid, a, state, label, prediction, layer=-1, baseline="vprobe", necessary=True, distance=1,
-          source="probe_test"):
-    return {"checkpoint_id": CKPT, "task": task, "layer": layer, "baseline": baseline, "problem_id": pid,
-            "state": state, "param_a": a, "param_b": "B" if task == "dep" else None,
-            "param_a_necessary": necessary, "distance": distance if necessary else -1, "label": label,
-            "prediction": prediction, "probability": 0.9 if prediction else 0.1, "source": source}
+def _pred(
+    task, pid, a, state, label, prediction, layer=-1, baseline="vprobe", necessary=True, distance=1, source="probe_test"
+):
+    return {
+        "checkpoint_id": CKPT,
+        "task": task,
+        "layer": layer,
+        "baseline": baseline,
+        "problem_id": pid,
+        "state": state,
+        "param_a": a,
+        "param_b": "B" if task == "dep" else None,
+        "param_a_necessary": necessary,
+        "distance": distance if necessary else -1,
+        "label": label,
+        "prediction": prediction,
+        "probability": 0.9 if prediction else 0.1,
+        "source": source,
+    }
 
 
 def predictions_e7() -> list[dict]:
     """nece for the unnecessary A of correct reask solutions: U1 true, U2 false, U3 true -> 2/3. Written
     WITHOUT the probe stage's `source` column (another probe step): the view must still expose it."""
-    return [_pred("nece", "re-0", "U1", 0, 0, 1, necessary=False),
-            _pred("nece", "re-0", "U2", 0, 0, 0, necessary=False),
-            _pred("nece", "re-1", "U3", 0, 0, 1, necessary=False),
-            _pred("nece", "re-1", "U3", 0, 0, 1, layer=0, necessary=False)]  # another layer: ignored
+    return [
+        _pred("nece", "re-0", "U1", 0, 0, 1, necessary=False),
+        _pred("nece", "re-0", "U2", 0, 0, 0, necessary=False),
+        _pred("nece", "re-1", "U3", 0, 0, 1, necessary=False),
+        _pred("nece", "re-1", "U3", 0, 0, 1, layer=0, necessary=False),
+    ]  # another layer: ignored
 
 
 def predictions_e8() -> list[dict]:
     """can_next(W) = false: ood-2 probed at the model's own prefix (exact state 1, probe false; the gold
     sample at the same state says true and must not win); ood-3 only from a gold sample at k - u = 1."""
-    return [_pred("can_next", "ood-2", "W", 1, 0, 0, source="first_wrong"),
-            _pred("can_next", "ood-2", "W", 1, 0, 1),
-            _pred("can_next", "ood-3", "W", 1, 0, 1),
-            _pred("can_next", "ood-3", "W", 0, 0, 0),  # another state: not matched
-            _pred("nece_next", "ood-2", "W", 1, 0, 0, source="first_wrong"),
-            _pred("can_next", "ood-2", "W", 1, 0, 1, baseline="random_init", source="first_wrong")]  # ignored
+    return [
+        _pred("can_next", "ood-2", "W", 1, 0, 0, source="first_wrong"),
+        _pred("can_next", "ood-2", "W", 1, 0, 1),
+        _pred("can_next", "ood-3", "W", 1, 0, 1),
+        _pred("can_next", "ood-3", "W", 0, 0, 0),  # another state: not matched
+        _pred("nece_next", "ood-2", "W", 1, 0, 0, source="first_wrong"),
+        _pred("can_next", "ood-2", "W", 1, 0, 1, baseline="random_init", source="first_wrong"),
+    ]  # ignored
 
 
 def metrics() -> list[dict]:
@@ -99,16 +158,40 @@ def metrics() -> list[dict]:
     base = {"checkpoint_id": CKPT, "mcc": 0.5}
     for task in TASKS:
         for baseline, acc in (("vprobe", 0.95), ("random_init", 0.6)):
-            for slice_, n, maj in (("all", 100, 0.8), ("positive", 20, 0.0), ("negative", 80, 1.0),
-                                   ("unnecessary", 30, 0.9)):
-                rows.append({**base, "task": task, "layer": -1, "baseline": baseline, "slice": slice_, "n": n,
-                             "accuracy": acc if slice_ != "positive" else acc - 0.1, "majority_accuracy": maj})
+            for slice_, n, maj in (
+                ("all", 100, 0.8),
+                ("positive", 20, 0.0),
+                ("negative", 80, 1.0),
+                ("unnecessary", 30, 0.9),
+            ):
+                rows.append(
+                    {
+                        **base,
+                        "task": task,
+                        "layer": -1,
+                        "baseline": baseline,
+                        "slice": slice_,
+                        "n": n,
+                        "accuracy": acc if slice_ != "positive" else acc - 0.1,
+                        "majority_accuracy": maj,
+                    }
+                )
     # E10: nece per layer x distance: accuracy falls with t, rises with depth
     for layer in (0, 1, 2, 3, -1):
         depth = 4 if layer == -1 else layer
         for t in range(1, 9):
-            rows.append({**base, "task": "nece", "layer": layer, "baseline": "vprobe", "slice": f"t={t}", "n": 10,
-                         "accuracy": min(1.0, 0.5 + 0.1 * depth + 0.3 / t), "majority_accuracy": 0.5})
+            rows.append(
+                {
+                    **base,
+                    "task": "nece",
+                    "layer": layer,
+                    "baseline": "vprobe",
+                    "slice": f"t={t}",
+                    "n": 10,
+                    "accuracy": min(1.0, 0.5 + 0.1 * depth + 0.3 / t),
+                    "majority_accuracy": 0.5,
+                }
+            )
     return rows
 
 
@@ -119,13 +202,27 @@ def sweep() -> list[dict]:
             for test_set in ("test_op7", "test_reask"):
                 for decoding in ("greedy", "beam4"):
                     acc = 0.1 * n_layer + 0.01 * n_head + 0.01 * seed + (0.005 if decoding == "beam4" else 0)
-                    rows.append({"sweep_id": "s1", "cell": f"GPT2-{n_layer}-{n_head}/{test_set}",
-                                 "model": f"GPT2-{n_layer}-{n_head}", "n_layer": n_layer, "n_head": n_head,
-                                 "width": 64 * n_head, "params": n_layer * n_head * 1000, "seed": seed,
-                                 "test_set": test_set, "decoding": decoding, "accuracy": acc, "n": 10, "best": False})
+                    rows.append(
+                        {
+                            "sweep_id": "s1",
+                            "cell": f"GPT2-{n_layer}-{n_head}/{test_set}",
+                            "model": f"GPT2-{n_layer}-{n_head}",
+                            "n_layer": n_layer,
+                            "n_head": n_head,
+                            "width": 64 * n_head,
+                            "params": n_layer * n_head * 1000,
+                            "seed": seed,
+                            "test_set": test_set,
+                            "decoding": decoding,
+                            "accuracy": acc,
+                            "n": 10,
+                            "best": False,
+                        }
+                    )
     for r in rows:  # mark the best row of each (model, test set)
-        r["best"] = r["accuracy"] == max(x["accuracy"] for x in rows
-                                         if (x["model"], x["test_set"]) == (r["model"], r["test_set"]))
+        r["best"] = r["accuracy"] == max(
+            x["accuracy"] for x in rows if (x["model"], x["test_set"]) == (r["model"], r["test_set"])
+        )
     return rows
 
 
@@ -143,8 +240,9 @@ def write_fixture(root: str) -> None:
     evaluate.write_results(generations(), ev)
     finish(ev)
     pr = storage.join(root, "probe", PROBE_HASH)
-    storage.write_parquet(tables.table(predictions_e8(), tables.PROBE_PREDICTIONS),
-                          storage.join(pr, "probe_predictions.parquet"))
+    storage.write_parquet(
+        tables.table(predictions_e8(), tables.PROBE_PREDICTIONS), storage.join(pr, "probe_predictions.parquet")
+    )
     storage.write_parquet(tables.table(metrics(), tables.PROBE_METRICS), storage.join(pr, "probe_metrics.parquet"))
     finish(pr)
     pr2 = storage.join(root, "probe", PROBE_HASH2)
@@ -155,12 +253,29 @@ def write_fixture(root: str) -> None:
     storage.write_parquet(pa.Table.from_pylist(sweep(), schema=tables.SWEEP), storage.join(sw, "sweep.parquet"))
     finish(sw)
     # an unfinished probe step must stay invisible
-    storage.write_parquet(tables.table(metrics(), tables.PROBE_METRICS),
-                          storage.join(root, "probe", "b0000002", "probe_metrics.parquet"))
-    registry.register({"checkpoint_id": CKPT, "model": MODEL, "n_layer": 4, "n_head": 4, "width": 256,
-                       "params": 10_000, "non_embedding_params": 8_000, "data_hash": "d0000001",
-                       "train_hash": "a0000001", "step": 100, "tokens_seen": 1000, "loss": 0.5, "final": True,
-                       "path": "x/meta_000100.json", "created_at": None}, root)
+    storage.write_parquet(
+        tables.table(metrics(), tables.PROBE_METRICS), storage.join(root, "probe", "b0000002", "probe_metrics.parquet")
+    )
+    registry.register(
+        {
+            "checkpoint_id": CKPT,
+            "model": MODEL,
+            "n_layer": 4,
+            "n_head": 4,
+            "width": 256,
+            "params": 10_000,
+            "non_embedding_params": 8_000,
+            "data_hash": "d0000001",
+            "train_hash": "a0000001",
+            "step": 100,
+            "tokens_seen": 1000,
+            "loss": 0.5,
+            "final": True,
+            "path": "x/meta_000100.json",
+            "created_at": None,
+        },
+        root,
+    )
 
 
 @pytest.fixture
@@ -234,8 +349,13 @@ window.addEventListener('load', () => {
 def test_cli_report_renders_in_headless_chromium(root, tmp_path):
 
     out = tmp_path / "report"
-    r = subprocess.run([sys.executable, "-m", "flows", "report", "--out", str(out)],
-                       capture_output=True, text=True, timeout=300, env={**os.environ})
+    r = subprocess.run(
+        [sys.executable, "-m", "flows", "report", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert r.returncode == 0, r.stderr
     index = out / "index.html"
     assert r.stdout.strip() == str(index)
@@ -245,10 +365,25 @@ def test_cli_report_renders_in_headless_chromium(root, tmp_path):
     # a copy with a script that counts the decoded images once the page has loaded
     probe_page = tmp_path / "check.html"
     probe_page.write_text(index.read_text(encoding="utf-8").replace("</body>", CHECK_JS + "</body>"), encoding="utf-8")
-    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                          "--disable-component-update", "--disable-sync", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=10000",
-                          "--dump-dom", probe_page.as_uri()], capture_output=True, text=True, timeout=180)
+    dom = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chrome'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe_page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     m = re.search(r"IMAGES (\d+) LOADED (\d+)", dom.stdout)
     assert m, f"chromium printed no image check: {dom.stderr[-2000:]}"
     n = len(QUERIES)

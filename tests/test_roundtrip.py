@@ -70,13 +70,26 @@ def _mutate(solution: str, how: str, rng: random.Random) -> str:
     return " " + ". ".join(sents) + "."
 
 
-@pytest.mark.parametrize("how,kinds", [
-    ("number", {"wrong_arithmetic", "wrong_reference", "wrong_value", "wrong_answer"}),
-    ("missing", {"undefined_symbol", "wrong_dependency", "wrong_final_param"}),
-    ("redefine", {"redefined_symbol"}),
-    ("truncate", {"malformed", "wrong_final_param", "empty", "wrong_answer", "wrong_arithmetic",
-                  "wrong_value", "wrong_reference"}),
-])
+@pytest.mark.parametrize(
+    "how,kinds",
+    [
+        ("number", {"wrong_arithmetic", "wrong_reference", "wrong_value", "wrong_answer"}),
+        ("missing", {"undefined_symbol", "wrong_dependency", "wrong_final_param"}),
+        ("redefine", {"redefined_symbol"}),
+        (
+            "truncate",
+            {
+                "malformed",
+                "wrong_final_param",
+                "empty",
+                "wrong_answer",
+                "wrong_arithmetic",
+                "wrong_value",
+                "wrong_reference",
+            },
+        ),
+    ],
+)
 def test_mutated_generated_solutions_are_judged_incorrect(how, kinds):
     rng = random.Random(0)
     seen = 0

@@ -33,8 +33,18 @@ def test_wilson_interval():
 
 
 def test_accuracy_table_groups_and_pools_ops():
-    rows = [{"checkpoint_id": "c", "test_set": "t", "op": op, "decoding": "greedy", "correct": c,
-             "answer_correct": c, "n_unnecessary": u} for op, c, u in [(1, True, 0), (1, False, 0), (2, True, 2)]]
+    rows = [
+        {
+            "checkpoint_id": "c",
+            "test_set": "t",
+            "op": op,
+            "decoding": "greedy",
+            "correct": c,
+            "answer_correct": c,
+            "n_unnecessary": u,
+        }
+        for op, c, u in [(1, True, 0), (1, False, 0), (2, True, 2)]
+    ]
     table = {(r["op"]): r for r in accuracy_table(rows)}
     assert table[1]["n"] == 2 and table[1]["accuracy"] == 0.5
     assert table[-1]["n"] == 3 and table[-1]["correct"] == 2 and table[-1]["mean_unnecessary"] == 1.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from physlm.store import shards, storage
 from physlm.igsm import record
 from physlm.igsm.config import Family, GenConfig
+from physlm.store import shards, storage
 
 CFG = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 
@@ -14,8 +14,7 @@ CFG = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 def test_write_read_round_trip_and_names(tmp_path):
     folder = str(tmp_path / "ds")
     urls = [shards.write_shard(shards.generate_shard(CFG, 5, "train", i, 7), folder, i) for i in range(3)]
-    assert [u.rsplit("/", 1)[1] for u in urls] == ["shard_00000.parquet", "shard_00001.parquet",
-                                                     "shard_00002.parquet"]
+    assert [u.rsplit("/", 1)[1] for u in urls] == ["shard_00000.parquet", "shard_00001.parquet", "shard_00002.parquet"]
     t = shards.read_shards(folder)
     assert t.schema == record.SCHEMA and t.num_rows == 21
     assert t.column("id").to_pylist()[:2] == ["train-00000-000000", "train-00000-000001"]

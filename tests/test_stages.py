@@ -7,15 +7,23 @@ import os
 
 import pytest
 
+from physlm.presets import resolve
 from physlm.sql import warehouse
 from physlm.stages import evaluate, train
 from physlm.stages import generate as datasets
 from physlm.store import registry, storage
-from physlm.presets import resolve
 
-TINY = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=4", "data.processes=0",
-        "train.steps=4", "train.batch_size=2", "train.ckpt_every=2", "evaluate.limit=3",
-        "evaluate.max_new_tokens=6"]
+TINY = [
+    "data.train_shards=1",
+    "data.problems_per_shard=30",
+    "data.test_problems=4",
+    "data.processes=0",
+    "train.steps=4",
+    "train.batch_size=2",
+    "train.ckpt_every=2",
+    "evaluate.limit=3",
+    "evaluate.max_new_tokens=6",
+]
 
 
 def test_train_then_evaluate(root):
@@ -39,11 +47,13 @@ def test_train_then_evaluate(root):
     n_sets = len(evaluate.test_sets(p))
     gens = warehouse.query("select test_set, op, decoding, correct, error from generations").to_pylist()
     assert len(gens) == 3 * n_sets and all(g["error"] for g in gens)  # an untrained model: all wrong, classed
-    by_sql = warehouse.query("select test_set, avg(correct::int) as acc, count(*) as n from generations "
-                             "group by all order by all").to_pylist()
+    by_sql = warehouse.query(
+        "select test_set, avg(correct::int) as acc, count(*) as n from generations group by all order by all"
+    ).to_pylist()
     table = warehouse.query("select test_set, accuracy, n from accuracy where op = -1 order by all").to_pylist()
-    assert [(r["test_set"], r["acc"], r["n"]) for r in by_sql] == [(r["test_set"], r["accuracy"], r["n"])
-                                                                    for r in table]
+    assert [(r["test_set"], r["acc"], r["n"]) for r in by_sql] == [
+        (r["test_set"], r["accuracy"], r["n"]) for r in table
+    ]
     ck = warehouse.query("select count(*) as n from checkpoints").to_pylist()[0]["n"]
     assert ck == 2
     assert storage.exists(storage.join(out, "accuracy.md"))

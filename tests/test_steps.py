@@ -14,8 +14,18 @@ import pyarrow as pa
 import pytest
 
 from physlm.store import storage
-from physlm.store.steps import (HASH_IF_SET, Step, StepNotDone, config_from_dict, config_to_dict, read_info, require_done,
-                          run_step, step_hash, verify)
+from physlm.store.steps import (
+    HASH_IF_SET,
+    Step,
+    StepNotDone,
+    config_from_dict,
+    config_to_dict,
+    read_info,
+    require_done,
+    run_step,
+    step_hash,
+    verify,
+)
 
 
 class Family(enum.Enum):
@@ -72,27 +82,42 @@ def test_golden_hash():
     # Pinned: a change here changes the folder of every existing output. Change it only on purpose.
     # The canonical JSON, written out by hand: sorted keys, no spaces, enum by value, inputs root-relative,
     # the hash=False field `workers` absent.
-    canonical = ('{"config":{"count":3,"family":"med","formats":["pq"],"lr":0.1,"note":null,"seed":0,'
-                 '"sizes":{"ip_max":20,"op_max":15},"weights":{"a":1.0,"b":0.5}},'
-                 '"inputs":{"data":"generate/1a2b3c4d"},"name":"generate","version":1}')
+    canonical = (
+        '{"config":{"count":3,"family":"med","formats":["pq"],"lr":0.1,"note":null,"seed":0,'
+        '"sizes":{"ip_max":20,"op_max":15},"weights":{"a":1.0,"b":0.5}},'
+        '"inputs":{"data":"generate/1a2b3c4d"},"name":"generate","version":1}'
+    )
     assert hashlib.sha256(canonical.encode()).hexdigest()[:8] == h() == "d8b97cde"
 
 
 def test_hash_is_stable_across_processes(root):
     here = os.path.dirname(os.path.abspath(__file__))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import test_steps as t; "
-            "print(t.h(), t.Step('generate', t.Gen(seed=5)).hash)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_steps as t; "
+        "print(t.h(), t.Step('generate', t.Gen(seed=5)).hash)"
+    )
     outs = set()
     for seed in ("1", "2"):  # str hashing is randomized per process; our hash must not notice
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        outs.add(subprocess.run([sys.executable, "-c", code, here], capture_output=True, text=True,
-                                check=True, env=env).stdout.strip())
+        outs.add(
+            subprocess.run(
+                [sys.executable, "-c", code, here], capture_output=True, text=True, check=True, env=env
+            ).stdout.strip()
+        )
     assert outs == {f"{h()} {Step('generate', Gen(seed=5)).hash}"}
 
 
 def test_hash_sensitivity():
-    changes = dict(seed=1, count=4, lr=0.2, family=Family.HARD, sizes=Sizes(op_max=21), formats=("pq", "qp"),
-                   weights={"a": 1.0}, note="x")
+    changes = dict(
+        seed=1,
+        count=4,
+        lr=0.2,
+        family=Family.HARD,
+        sizes=Sizes(op_max=21),
+        formats=("pq", "qp"),
+        weights={"a": 1.0},
+        note="x",
+    )
     assert set(changes) == {f.name for f in dataclasses.fields(Gen) if f.metadata.get("hash", True)}
     for name, value in changes.items():
         assert_diff_version(config=dataclasses.replace(Gen(), **{name: value}))
@@ -182,8 +207,9 @@ def test_run_step_writes_info_and_success_once(root):
     assert info["config"] == config_to_dict(Gen()) and info["inputs"] == {}
     assert set(info["files"]) == {"shard_00000.parquet"} and info["packages"]["pyarrow"] == pa.__version__
     assert info["code"]["git_sha"] and info["seconds"] >= 0 and info["host"]
-    assert step_hash(**{k: info["hash_payload"][k] for k in ("name", "version")},
-                     config=Gen(), inputs={}) == info["hash"]
+    assert (
+        step_hash(**{k: info["hash_payload"][k] for k in ("name", "version")}, config=Gen(), inputs={}) == info["hash"]
+    )
 
     mtimes = {f: os.stat(os.path.join(path, f)).st_mtime_ns for f in os.listdir(path)}
     assert run_step(step, fn) == path and len(calls) == 1
@@ -265,14 +291,22 @@ def test_secrets_are_scrubbed_from_step_json(root, monkeypatch):
 
 
 def test_inputs_are_recorded_and_heavy_packages_not_imported(root):
-    code = ("import sys, json; from physlm.store.steps import Step, run_step; import test_steps as t; "
-            "up = run_step(Step('generate', t.Gen()), t.write_rows); "
-            "p = run_step(Step('train', t.Gen(), {'data': up}), lambda out: None); "
-            "print(json.dumps([up, p, sorted(m for m in ('torch', 'transformers', 'prefect', 'duckdb') "
-            "if m in sys.modules)]))")
+    code = (
+        "import sys, json; from physlm.store.steps import Step, run_step; import test_steps as t; "
+        "up = run_step(Step('generate', t.Gen()), t.write_rows); "
+        "p = run_step(Step('train', t.Gen(), {'data': up}), lambda out: None); "
+        "print(json.dumps([up, p, sorted(m for m in ('torch', 'transformers', 'prefect', 'duckdb') "
+        "if m in sys.modules)]))"
+    )
     here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=here,
-                         env={**os.environ, "PHYSLM_ROOT": root, "PYTHONPATH": here}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=here,
+        env={**os.environ, "PHYSLM_ROOT": root, "PYTHONPATH": here},
+    ).stdout
     up, path, imported = json.loads(out)
     assert imported == []
     info = read_info(path)

@@ -134,9 +134,11 @@ def test_unreachable_endpoint_is_a_storage_error_without_the_secret(monkeypatch)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("PHYSLM_ROOT", "s3://nowhere-bucket/prefix")
-    for op in (lambda: storage.exists("s3://nowhere-bucket/prefix/x"),
-               lambda: storage.write_bytes("s3://nowhere-bucket/prefix/x", b"1"),
-               lambda: steps.Step("generate", Gen()).done()):
+    for op in (
+        lambda: storage.exists("s3://nowhere-bucket/prefix/x"),
+        lambda: storage.write_bytes("s3://nowhere-bucket/prefix/x", b"1"),
+        lambda: steps.Step("generate", Gen()).done(),
+    ):
         with pytest.raises(storage.StorageError) as err:
             op()
         msg = str(err.value)
@@ -172,7 +174,7 @@ def test_not_found_stays_file_not_found(any_root):
 
 def test_s3_filesystem_is_cached_per_credentials(s3_root, monkeypatch):
     fs1, path = storage.filesystem(s3_root + "/x")
-    assert path == s3_root[len("s3://"):] + "/x"
+    assert path == s3_root[len("s3://") :] + "/x"
     assert storage.filesystem(s3_root)[0] is fs1
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other")
     assert storage.filesystem(s3_root)[0] is not fs1

@@ -9,21 +9,30 @@ import shutil
 import pyarrow as pa
 import pytest
 import torch
+from fstree import mtimes
+from prefect_runs import task_runs
 
+from physlm import tables
+from physlm.presets import Preset, resolve
 from physlm.stages import evaluate, probe, train
 from physlm.stages import generate as datasets
 from physlm.stages import sweep as psweep
 from physlm.store import storage
-from physlm import tables
-from physlm.presets import Preset, resolve
-from fstree import mtimes
-from prefect_runs import task_runs
 
 torch.set_num_threads(1)
 
 GRID = ["grid=GPT2-1-2,GPT2-2-2"]
-SMALL = ["data.train_shards=1", "data.problems_per_shard=30", "data.test_problems=4", "data.processes=0",
-         "train.steps=2", "train.batch_size=2", "train.ckpt_every=1", "evaluate.limit=2", "evaluate.max_new_tokens=4"]
+SMALL = [
+    "data.train_shards=1",
+    "data.problems_per_shard=30",
+    "data.test_problems=4",
+    "data.processes=0",
+    "train.steps=2",
+    "train.batch_size=2",
+    "train.ckpt_every=1",
+    "evaluate.limit=2",
+    "evaluate.max_new_tokens=4",
+]
 PROBE = "probe" in {f.name for f in dataclasses.fields(Preset)}  # the probe stage, once it exists
 if PROBE:  # keep it trivial
     SMALL += ["probe.steps=2", "probe.train_problems=6", "probe.test_problems=4", "probe.tasks=nece"]
@@ -80,19 +89,43 @@ def test_sweep_step_identity():
 
 
 def _acc(rows):
-    keys = ["checkpoint_id", "test_set", "op", "decoding", "n", "correct", "accuracy", "ci_low", "ci_high",
-            "answer_accuracy", "mean_unnecessary"]
-    return pa.Table.from_pylist([dict(zip(keys, ["c", t, op, d, n, int(a * n), a, 0.0, 1.0, a, None]))
-                                 for t, op, d, n, a in rows])
+    keys = [
+        "checkpoint_id",
+        "test_set",
+        "op",
+        "decoding",
+        "n",
+        "correct",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        "answer_accuracy",
+        "mean_unnecessary",
+    ]
+    return pa.Table.from_pylist(
+        [dict(zip(keys, ["c", t, op, d, n, int(a * n), a, 0.0, 1.0, a, None])) for t, op, d, n, a in rows]
+    )
 
 
 def test_sweep_rows_best_of_seeds_and_decodings():
     cfg = psweep.SweepConfig(grid=("GPT2-4-2", "GPT2-2-4"), seeds=(0, 1), preset="x")
     acc = {
-        "GPT2-4-2-s0": _acc([("test_id", -1, "greedy", 10, 0.5), ("test_id", -1, "beam4", 10, 0.7),
-                             ("test_id", 3, "greedy", 5, 1.0), ("test_op6", -1, "greedy", 10, 0.2)]),
-        "GPT2-4-2-s1": _acc([("test_id", -1, "greedy", 10, 0.6), ("test_id", -1, "beam4", 10, 0.7),
-                             ("test_op6", -1, "greedy", 10, 0.2), ("test_op6", -1, "beam4", 10, 0.3)]),
+        "GPT2-4-2-s0": _acc(
+            [
+                ("test_id", -1, "greedy", 10, 0.5),
+                ("test_id", -1, "beam4", 10, 0.7),
+                ("test_id", 3, "greedy", 5, 1.0),
+                ("test_op6", -1, "greedy", 10, 0.2),
+            ]
+        ),
+        "GPT2-4-2-s1": _acc(
+            [
+                ("test_id", -1, "greedy", 10, 0.6),
+                ("test_id", -1, "beam4", 10, 0.7),
+                ("test_op6", -1, "greedy", 10, 0.2),
+                ("test_op6", -1, "beam4", 10, 0.3),
+            ]
+        ),
         "GPT2-2-4-s0": _acc([("test_id", -1, "greedy", 8, 0.0), ("test_op6", -1, "greedy", 8, 0.0)]),
         "GPT2-2-4-s1": _acc([("test_id", -1, "greedy", 8, 0.0)]),
     }
@@ -101,13 +134,15 @@ def test_sweep_rows_best_of_seeds_and_decodings():
     tab = pa.Table.from_pylist(rows, schema=tables.SWEEP)  # every row fits the schema exactly
     assert tab.schema == tables.SWEEP and tab.num_rows == 10
     best = {(r["model"], r["test_set"]): (r["seed"], r["decoding"], r["accuracy"]) for r in rows if r["best"]}
-    assert best == {("GPT2-4-2", "test_id"): (0, "beam4", 0.7),  # tie 0.7: lowest seed wins
-                    ("GPT2-4-2", "test_op6"): (1, "beam4", 0.3),
-                    ("GPT2-2-4", "test_id"): (0, "greedy", 0.0),  # tie across seeds: seed 0
-                    ("GPT2-2-4", "test_op6"): (0, "greedy", 0.0)}
+    assert best == {
+        ("GPT2-4-2", "test_id"): (0, "beam4", 0.7),  # tie 0.7: lowest seed wins
+        ("GPT2-4-2", "test_op6"): (1, "beam4", 0.3),
+        ("GPT2-2-4", "test_id"): (0, "greedy", 0.0),  # tie across seeds: seed 0
+        ("GPT2-2-4", "test_op6"): (0, "greedy", 0.0),
+    }
     assert [r["model"] for r in rows][:3] == ["GPT2-2-4"] * 3  # by depth first
     r = rows[0]
-    assert (r["n_layer"], r["n_head"], r["width"], r["params"]) == (2, 4, 256, 2 * (12 * 256 ** 2 + 13 * 256) + 512)
+    assert (r["n_layer"], r["n_head"], r["width"], r["params"]) == (2, 4, 256, 2 * (12 * 256**2 + 13 * 256) + 512)
     md = psweep.markdown(rows)
     assert md.splitlines()[0] == "| model | layers | width | params | test_id | test_op6 |"
     assert "| GPT2-4-2 | 4 | 128 |" in md and "70.0% (s0, beam4, n=10)" in md

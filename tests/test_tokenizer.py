@@ -9,13 +9,18 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from physlm.model import tokenizer as T
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
+from physlm.model import tokenizer as T
 
 TINY = Family("tiny", max_op=4, max_edge=6)
-CONFIGS = [GenConfig(), GenConfig(format="qp"), GenConfig(retry_rate=0.3), GenConfig(family=TINY),
-           GenConfig(op=5, reask=True, split="test")]
+CONFIGS = [
+    GenConfig(),
+    GenConfig(format="qp"),
+    GenConfig(retry_rate=0.3),
+    GenConfig(family=TINY),
+    GenConfig(op=5, reask=True, split="test"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,7 @@ def test_roundtrip_exact_and_closed(names, problems):
 def test_names_are_single_tokens(tok):
     ids = tok.encode(" Define Index Cards's Harbor Point as Z; so Z = 9.")
     pieces = [tok.tok.id_to_token(i) for i in ids]
-    assert pieces == [" Define", " Index Cards", "'s", " Harbor Point", " as", " Z", ";", " so", " Z", " =",
-                      " 9", "."]
+    assert pieces == [" Define", " Index Cards", "'s", " Harbor Point", " as", " Z", ";", " so", " Z", " =", " 9", "."]
     words = T.build_wordlevel("words")
     assert [words.tok.id_to_token(i) for i in words.encode(" Harbor Point's")] == [" Harbor", " Point", "'s"]
     assert tok.decode(tok.encode(" Bayview? Zz!")).startswith(" Bayview?")  # unknown text -> [UNK], no crash
@@ -61,14 +65,14 @@ def test_framing_and_masks(tok, problems):
     m = tok.markers
     assert ids[0] == m.problem and ids[-1] == m.end and ids.count(m.solution) == 1 and ids.count(m.answer) == 1
     s, a = ids.index(m.solution), ids.index(m.answer)
-    assert not any(mask[:s + 1]) and all(mask[s + 1:])  # targets: solution, [answer], answer, [end]
-    assert tok.decode(ids[a + 1:-1]) == f" {p.answer}"
+    assert not any(mask[: s + 1]) and all(mask[s + 1 :])  # targets: solution, [answer], answer, [end]
+    assert tok.decode(ids[a + 1 : -1]) == f" {p.answer}"
     _, mask_all = tok.encode_unit(p.problem, p.solution, p.answer, loss_on="all")
     assert all(mask_all)
     prompt = tok.encode_prompt(p.problem)
     assert prompt[:2] == [m.end, m.problem] and prompt[-1] == m.solution
-    assert prompt[1:] == ids[:s + 1]  # the eval prompt is the training unit's head, after the end token
-    assert tok.split_output(ids[s + 1:] + [m.problem, 5]) == (p.solution, f" {p.answer}")
+    assert prompt[1:] == ids[: s + 1]  # the eval prompt is the training unit's head, after the end token
+    assert tok.split_output(ids[s + 1 :] + [m.problem, 5]) == (p.solution, f" {p.answer}")
     assert tok.split_output(tok.encode(" Define")) == (" Define", None)
 
 
@@ -78,8 +82,7 @@ def test_save_load_transformers(tok, problems, tmp_path):
     tok.save(str(tmp_path))
     again = T.load(str(tmp_path))
     assert again.markers == tok.markers and again.tok.to_str() == tok.tok.to_str()
-    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"),
-                                   clean_up_tokenization_spaces=False)
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"), clean_up_tokenization_spaces=False)
     auto = AutoTokenizer.from_pretrained(str(tmp_path))
     for p in problems[:20]:
         for hf in (fast, auto):
@@ -120,10 +123,13 @@ def test_gpt2_bpe_with_paper_markers(tmp_path, problems):
     p = problems[0]
     ids, mask = tok.encode_unit(p.problem, p.solution, p.answer)
     assert ids[0] == 222 and ids[-1] == 50256 and 223 in ids and 224 in ids
-    assert tok.decode(ids[1:ids.index(223)]) == p.problem
+    assert tok.decode(ids[1 : ids.index(223)]) == p.problem
     assert tok.encode_prompt(p.problem)[:2] == [50256, 222]
     tok.save(str(tmp_path / "saved"))
     assert T.load(str(tmp_path / "saved")).encode(p.solution) == tok.encode(p.solution)
     with pytest.raises(ValueError, match="vocab_json"):
-        T.from_gpt2_files(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"),
-                          markers={"end": 7, "problem": 222, "solution": 223, "answer": 224})
+        T.from_gpt2_files(
+            str(tmp_path / "vocab.json"),
+            str(tmp_path / "merges.txt"),
+            markers={"end": 7, "problem": 222, "solution": 223, "answer": 224},
+        )

@@ -10,16 +10,15 @@ from safetensors.torch import load_file
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from physlm.store import checkpoint, registry
+from physlm.config import ConfigError as TrainConfigError
+from physlm.config import ModelConfig, TrainConfig
+from physlm.igsm.config import Family, GenConfig
 from physlm.model import tokenizer as T
 from physlm.model.data import DataError, OnlineProblems, PackedShards, pack
-from physlm.igsm.config import Family, GenConfig
-from physlm.config import ModelConfig
-from physlm.store.shards import generate_shard, write_shard
 from physlm.model.gpt import build
-from physlm.config import ConfigError as TrainConfigError
-from physlm.config import TrainConfig
 from physlm.model.train import NextTokenLoss, lr_at, train
+from physlm.store import checkpoint, registry
+from physlm.store.shards import generate_shard, write_shard
 
 GEN = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 N_CTX = 256
@@ -68,9 +67,9 @@ def test_packed_windows(source, tok):
         for t in starts:  # prompt part masked, output part (solution .. end) targeted
             s = row.index(m.solution, t)
             e = row.index(m.end, s)
-            assert not any(mask[t:s + 1]) and all(mask[s + 1:e + 1])
+            assert not any(mask[t : s + 1]) and all(mask[s + 1 : e + 1])
         last_end = max(t for t, x in enumerate(row) if x == m.end and mask[t]) if any(mask) else 0
-        assert not any(mask[last_end + 1:])  # padding is never a target
+        assert not any(mask[last_end + 1 :])  # padding is never a target
     assert b.problems == sum(row.count(m.problem) for row in b.ids.tolist())
 
 
@@ -136,12 +135,28 @@ def test_sparse_head_loss_equals_dense(source, tok):
 def test_loss_falls_and_registers(source, tok, tmp_path):
     root = str(tmp_path / "root")
     out = str(tmp_path / "run")
-    cfg = TrainConfig(steps=24, batch_size=4, micro_batch_size=2, lr=3e-3, warmup=4, ckpt_every=12, log_every=4,
-                      loss_on="solution", seed=0, num_threads=1)
+    cfg = TrainConfig(
+        steps=24,
+        batch_size=4,
+        micro_batch_size=2,
+        lr=3e-3,
+        warmup=4,
+        ckpt_every=12,
+        log_every=4,
+        loss_on="solution",
+        seed=0,
+        num_threads=1,
+    )
     rows = []
-    res = train(model_cfg(tok), cfg, source, out,
-                on_checkpoint=lambda meta: rows.append(registry.register(
-                    registry.row_from_meta(meta, data_hash="d" * 8, train_hash="t" * 8), root)))
+    res = train(
+        model_cfg(tok),
+        cfg,
+        source,
+        out,
+        on_checkpoint=lambda meta: rows.append(
+            registry.register(registry.row_from_meta(meta, data_hash="d" * 8, train_hash="t" * 8), root)
+        ),
+    )
     losses = [h["loss"] for h in res["history"]]
     assert losses[-1] < 0.6 * losses[0], losses
     assert res["step"] == 24 and res["tokens_seen"] == 24 * 4 * N_CTX
@@ -182,8 +197,18 @@ class CrashingSource:
 @pytest.mark.parametrize("online", [False, True])
 def test_kill_and_resume_is_bitwise_identical(source, tok, tmp_path, online):
     data = OnlineProblems(GEN, tok) if online else source
-    cfg = TrainConfig(steps=10, batch_size=4, micro_batch_size=2, lr=3e-3, warmup=3, ckpt_every=4, log_every=2,
-                      loss_on="all", seed=11, num_threads=1)
+    cfg = TrainConfig(
+        steps=10,
+        batch_size=4,
+        micro_batch_size=2,
+        lr=3e-3,
+        warmup=3,
+        ckpt_every=4,
+        log_every=2,
+        loss_on="all",
+        seed=11,
+        num_threads=1,
+    )
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     train(model_cfg(tok), cfg, data, a)
     with pytest.raises(Crash):  # killed during step 7: last checkpoint is step 4
@@ -204,8 +229,9 @@ def test_checkpoints_and_registry_on_s3(s3_root, source, tok):
     cfg = TrainConfig(steps=3, batch_size=2, warmup=1, ckpt_every=2, log_every=1, seed=2, num_threads=1)
     first = train(model_cfg(tok), cfg, source, out, until_step=2)  # a time slice: stops with a checkpoint
     assert first["step"] == 2 and checkpoint.steps(out) == [2]
-    done = train(model_cfg(tok), cfg, source, out,
-                 on_checkpoint=lambda m: registry.register(registry.row_from_meta(m, "d", "t")))
+    done = train(
+        model_cfg(tok), cfg, source, out, on_checkpoint=lambda m: registry.register(registry.row_from_meta(m, "d", "t"))
+    )
     assert done["resumed_from"] == 2 and checkpoint.steps(out) == [2, 3]
     assert registry.latest("t")["path"] == f"{out}/meta_000003.json"
     assert checkpoint.load_model(out).config.use_parallel_residual is False

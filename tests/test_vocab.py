@@ -13,8 +13,27 @@ from physlm.igsm import vocab
 from physlm.igsm.vocab import CATEGORIES, HIERARCHIES, draw, load
 
 FORBIDDEN_WORDS = {
-    "and", "each", "of", "does", "have", "has", "equals", "more", "than", "times", "as", "much", "sum",
-    "difference", "define", "so", "the", "number", "how", "many", "back",
+    "and",
+    "each",
+    "of",
+    "does",
+    "have",
+    "has",
+    "equals",
+    "more",
+    "than",
+    "times",
+    "as",
+    "much",
+    "sum",
+    "difference",
+    "define",
+    "so",
+    "the",
+    "number",
+    "how",
+    "many",
+    "back",
 }
 NAME_RE = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*(?: [A-Za-z]+(?:-[A-Za-z]+)*){0,2}")
 
@@ -82,7 +101,7 @@ def test_no_whole_word_prefix_or_suffix_within_category(raw):
                 wa, wb = words[a], words[b]
                 if len(wa) < len(wb):
                     assert wb[: len(wa)] != wa, f"{a!r} is a prefix of {b!r} ({cat['name']})"
-                    assert wb[-len(wa):] != wa, f"{a!r} is a suffix of {b!r} ({cat['name']})"
+                    assert wb[-len(wa) :] != wa, f"{a!r} is a suffix of {b!r} ({cat['name']})"
 
 
 def test_no_item_contains_another_item_of_its_hierarchy():
@@ -130,7 +149,7 @@ def test_draw_deterministic_and_well_formed(seed):
     assert len(layer_names) == d and len(items) == d
     hier = HIERARCHIES[h]
     start = hier.index(layer_names[0])
-    assert tuple(layer_names) == hier[start:start + d]
+    assert tuple(layer_names) == hier[start : start + d]
     v = load()
     for i, (names, size) in enumerate(zip(items, sizes)):
         assert len(names) == size and len(set(names)) == size
@@ -146,7 +165,7 @@ def test_draw_follows_spec_rng_sequence():
     v = load()
     expected = [rng.sample(v.items(h, start + i, rng.randrange(5)), sizes[i]) for i in range(d)]
     got = draw(random.Random(seed), d, sizes)
-    assert got == (h, list(HIERARCHIES[h][start:start + d]), expected)
+    assert got == (h, list(HIERARCHIES[h][start : start + d]), expected)
     # and the caller's rng is left in the same state as the reference sequence
     r2 = random.Random(seed)
     draw(r2, d, sizes)

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from physlm.stages.generate import plan as generate_steps
-from physlm.stages.generate import run as run_generate
 from physlm.presets import resolve
 from physlm.sql.warehouse import QueryError, query
+from physlm.stages.generate import plan as generate_steps
+from physlm.stages.generate import run as run_generate
 
 SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.ood_ops=5"]
 COUNTS = "select family, split, count(*) as n from problems group by all order by all"
@@ -44,22 +44,30 @@ def test_unfinished_steps_are_invisible(root):
 
 def test_problems_view_on_s3_via_cli(s3_root):
     generate()
-    out = subprocess.run([sys.executable, "-m", "flows", "sql", COUNTS, "--format", "csv"],
-                         capture_output=True, text=True, timeout=120, env={**os.environ})
+    out = subprocess.run(
+        [sys.executable, "-m", "flows", "sql", COUNTS, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ['"family","split","n"', '"tiny","test",20', '"tiny","train",25']
 
 
-@pytest.mark.parametrize("sql", [
-    "COPY (SELECT * FROM problems) TO '{root}/generate/evil.parquet' (FORMAT parquet)",
-    "CREATE TABLE t AS SELECT * FROM problems",
-    "SELECT 1; COPY (SELECT 1) TO '{root}/x.csv'",
-    "EXPLAIN ANALYZE COPY (SELECT 1) TO '{root}/x.csv'",
-    "ATTACH '{root}/x.duckdb' AS x",
-    "INSTALL httpfs",
-    "SET enable_external_access = true",
-    "EXPORT DATABASE '{root}/dump'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "COPY (SELECT * FROM problems) TO '{root}/generate/evil.parquet' (FORMAT parquet)",
+        "CREATE TABLE t AS SELECT * FROM problems",
+        "SELECT 1; COPY (SELECT 1) TO '{root}/x.csv'",
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '{root}/x.csv'",
+        "ATTACH '{root}/x.duckdb' AS x",
+        "INSTALL httpfs",
+        "SET enable_external_access = true",
+        "EXPORT DATABASE '{root}/dump'",
+    ],
+)
 def test_queries_cannot_write(root, sql):
     generate()
     before = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
@@ -71,7 +79,9 @@ def test_queries_cannot_write(root, sql):
 def test_read_only_statements_work_and_errors_are_one_line(root):
     generate()
     assert query("describe problems").num_rows > 30
-    assert query("with t as (select op from problems where not reask) select max(op) as m from t").to_pylist() == [{"m": 5}]
+    assert query("with t as (select op from problems where not reask) select max(op) as m from t").to_pylist() == [
+        {"m": 5}
+    ]
     assert query("summarize select op from problems").num_rows == 1
     with pytest.raises(QueryError) as e:
         query("select nope from problems")
@@ -80,12 +90,19 @@ def test_read_only_statements_work_and_errors_are_one_line(root):
 
 def test_cli_sql_formats_and_errors(root):
     generate()
-    run = lambda *a: subprocess.run([sys.executable, "-m", "flows", "sql", *a], capture_output=True,  # noqa: E731
-                                    text=True, timeout=120, env={**os.environ})
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "flows", "sql", *a],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     out = run("select dataset, count(*) as n from problems group by all order by 1", "--format", "json")
     assert out.returncode == 0 and out.stdout.splitlines()[0] == '{"dataset": "test_id", "n": 5}'
     out = run("select count(*) as n from problems")
     assert out.returncode == 0 and "45" in out.stdout
     bad = run("copy (select 1) to 'x.csv'")
-    assert bad.returncode == 2 and bad.stderr.startswith("physlm: error: only read-only") and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 2 and bad.stderr.startswith("physlm: error: only read-only") and "Traceback" not in bad.stderr
+    )
     assert run("select 1", "--format", "xml").returncode == 2

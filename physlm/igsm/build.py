@@ -306,7 +306,8 @@ def _known_abstract(b: Build, known: set[Key]) -> list[Key]:
             _, j, k = t
             kids = b.children[i][j]
             if all((0, i, j, x) in known for x in kids) and (
-                    k == i + 1 or all((1, i + 1, x, k) in known for x in kids)):
+                k == i + 1 or all((1, i + 1, x, k) in known for x in kids)
+            ):
                 b.inter.remove(t)
                 key = (1, i, j, k)
                 known.add(key)

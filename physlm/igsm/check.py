@@ -105,7 +105,7 @@ def parse_step(text: str, prefix: str = "") -> Step:
     head, rest = fields[0], fields[1:]
     if not head.startswith(prefix):
         raise _Bad(f"step {text!r} does not start with {prefix!r}")
-    sym = head[len(prefix):]
+    sym = head[len(prefix) :]
     if len(sym) != 1 or sym not in LETTERS:
         raise _Bad(f"bad symbol {sym!r}")
     if not 1 <= len(rest) <= 3:
@@ -130,7 +130,7 @@ def parse_step(text: str, prefix: str = "") -> Step:
 def parse_define(text: str) -> tuple[str, str]:
     if not text.startswith("Define ") or " as " not in text:
         raise _Bad(f"not a 'Define <name> as <letter>': {text!r}")
-    name, _, sym = text[len("Define "):].rpartition(" as ")
+    name, _, sym = text[len("Define ") :].rpartition(" as ")
     if not name or len(sym) != 1 or sym not in LETTERS:
         raise _Bad(f"bad definition {text!r}")
     return name, sym
@@ -210,11 +210,19 @@ class _Checker:
         if not self.v.n_steps:
             self.err("empty", None, None, "no solution step")
         if self.last is not None and self.last[1] != self.query:
-            self.err("wrong_final_param", self.last[0], self.last[2],
-                     f"last step is not the query {self.g.name(self.query)!r}")
+            self.err(
+                "wrong_final_param",
+                self.last[0],
+                self.last[2],
+                f"last step is not the query {self.g.name(self.query)!r}",
+            )
         if self.query_value is not None and self.query_value[0] not in (None, self.v.answer):
-            self.err("wrong_answer", self.g.name(self.query), self.query_value[1],
-                     f"gave {self.query_value[0]}, true answer {self.v.answer}")
+            self.err(
+                "wrong_answer",
+                self.g.name(self.query),
+                self.query_value[1],
+                f"gave {self.query_value[0]}, true answer {self.v.answer}",
+            )
         self.v.answer_correct = self.query_value is not None and self.query_value[0] == self.v.answer
         return self.v
 
@@ -269,8 +277,9 @@ class _Checker:
                 self.err("wrong_value", name, s, f"gave {value}, true value {true}")
         self.finish(s, name, key, sym, value, ref, n_err)
 
-    def finish(self, s: int, name: str, key: Key | None, sym: str, value: int | None,
-               ref: frozenset, n_err: int) -> None:
+    def finish(
+        self, s: int, name: str, key: Key | None, sym: str, value: int | None, ref: frozenset, n_err: int
+    ) -> None:
         """Bind the sentence's letter to its named parameter and record bookkeeping."""
         true = self.truth(key)[1] if key is not None else None
         ok = len(self.v.errors) == n_err
@@ -306,8 +315,12 @@ class _Checker:
                     self.err("wrong_reference", name, s, f"{tok} = {want} but {got} was used")
             true = _OPS[step.sign](*step.nums) % MOD
             if step.result != true:
-                self.err("wrong_arithmetic", name, s,
-                         f"{step.nums[0]} {step.sign} {step.nums[1]} = {true}, not {step.result}")
+                self.err(
+                    "wrong_arithmetic",
+                    name,
+                    s,
+                    f"{step.nums[0]} {step.sign} {step.nums[1]} = {true}, not {step.result}",
+                )
         elif step.hint and vals[0] is not None and vals[0] != step.result:
             self.err("wrong_reference", name, s, f"{step.hint[0]} = {vals[0]} but {step.result} was given")
         tainted |= len(self.v.errors) > n_err

@@ -55,17 +55,22 @@ class Family:
         if not any((d - 1) * w <= self.max_edge for d in self.depths for w in self.widths):
             raise ConfigError(
                 f"family.max_edge: {self.max_edge} is smaller than the fewest edges any allowed shape needs "
-                f"((d-1)*w for d in {self.depths}, w in {self.widths})")
+                f"((d-1)*w for d in {self.depths}, w in {self.widths})"
+            )
         if not 1 <= self.subcategories <= N_SUBCATEGORIES:
             raise ConfigError(f"family.subcategories: must be in 1..{N_SUBCATEGORIES}, got {self.subcategories}")
         if not max(self.widths) <= self.items <= N_ITEMS:
-            raise ConfigError(f"family.items: must be in {max(self.widths)}..{N_ITEMS} (a layer holds up to "
-                              f"max(widths) = {max(self.widths)} distinct items), got {self.items}")
+            raise ConfigError(
+                f"family.items: must be in {max(self.widths)}..{N_ITEMS} (a layer holds up to "
+                f"max(widths) = {max(self.widths)} distinct items), got {self.items}"
+            )
         object.__setattr__(self, "depths", tuple(sorted(set(self.depths))))
         object.__setattr__(self, "widths", tuple(sorted(set(self.widths))))
         if self.max_op > self.op_limit():
-            raise ConfigError(f"family.max_op: {self.max_op} is more than any graph with max_edge="
-                              f"{self.max_edge} can reach (at most {self.op_limit()})")
+            raise ConfigError(
+                f"family.max_op: {self.max_op} is more than any graph with max_edge="
+                f"{self.max_edge} can reach (at most {self.op_limit()})"
+            )
 
     def op_limit(self) -> int:
         """An upper bound on the op of any problem of this family: E instance parameters with at most 3
@@ -119,8 +124,13 @@ class GenConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.family, dict):  # built from JSON
-            object.__setattr__(self, "family", Family(**{**self.family, "depths": tuple(self.family["depths"]),
-                                                          "widths": tuple(self.family["widths"])}))
+            object.__setattr__(
+                self,
+                "family",
+                Family(
+                    **{**self.family, "depths": tuple(self.family["depths"]), "widths": tuple(self.family["widths"])}
+                ),
+            )
         if self.format not in ("pq", "qp"):
             raise ConfigError(f"format: must be 'pq' or 'qp', got {self.format!r}")
         if self.split not in ("train", "test", "all"):
@@ -136,8 +146,10 @@ class GenConfig:
         if not 0 <= self.perm_level <= 6:
             raise ConfigError(f"perm_level: must be in 0..6, got {self.perm_level}")
         if self.op is not None and self.op > self.family.op_limit():
-            raise ConfigError(f"op: {self.op} is out of reach of family {self.family.name!r} (max_edge="
-                              f"{self.family.max_edge}: at most {self.family.op_limit()})")
+            raise ConfigError(
+                f"op: {self.op} is out of reach of family {self.family.name!r} (max_edge="
+                f"{self.family.max_edge}: at most {self.family.op_limit()})"
+            )
         if self.reask and self.op is None:
             raise ConfigError("reask: needs a forced op (the op of the original problem), set op=K")
         if self.bias not in ("code", "paper"):
@@ -153,7 +165,7 @@ class GenConfig:
             return frozenset(range(self.train_bins, 23))
         return frozenset(range(23))
 
-    def with_(self, **changes) -> "GenConfig":
+    def with_(self, **changes) -> GenConfig:
         return replace(self, **changes)
 
 

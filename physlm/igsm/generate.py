@@ -88,7 +88,7 @@ def _draw_s(rng: random.Random, hi: int, lo: int) -> int:
 
 def _softmax_draw(rng: random.Random, values: tuple[int, ...], s: int, max_edge: int) -> int:
     rel = (s - 1) / (max_edge - 1)
-    weight = {2: -(rel - 0.2) ** 2, 3: -(rel - 0.5) ** 2, 4: -(rel - 0.8) ** 2}
+    weight = {2: -((rel - 0.2) ** 2), 3: -((rel - 0.5) ** 2), 4: -((rel - 0.8) ** 2)}
     top = max(weight[v] for v in values)  # stable softmax: forced OOD ops push rel far above 1
     return values[build._weighted(rng, [math.exp(weight[v] - top) for v in values])]
 
@@ -238,13 +238,24 @@ def generate(cfg: GenConfig, seed: int) -> Problem:
             continue
         if cfg.retry_rate > 0:
             solution = render_with_retries(g, rng, cfg.retry_rate, cfg.retry_weak)
-        return Problem(graph=g, seed=seed, family=cfg.family.name, format=cfg.format, op=g.op(),
-                       template_hash=h, statement=statement(g), question=g.question(), solution=solution,
-                       reask=cfg.reask, base_op=target if cfg.reask else None)
+        return Problem(
+            graph=g,
+            seed=seed,
+            family=cfg.family.name,
+            format=cfg.format,
+            op=g.op(),
+            template_hash=h,
+            statement=statement(g),
+            question=g.question(),
+            solution=solution,
+            reask=cfg.reask,
+            base_op=target if cfg.reask else None,
+        )
     raise GenerationError(
         f"no problem with op={target} after {MAX_DRAWS} draws for family {cfg.family.name!r} "
         f"(max_edge={cfg.family.max_edge}, depths={cfg.family.depths}, widths={cfg.family.widths}); "
-        f"this op is out of reach of these knobs")
+        f"this op is out of reach of these knobs"
+    )
 
 
 def _reask(g: Graph, rng: random.Random) -> bool:

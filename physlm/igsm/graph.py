@@ -85,8 +85,16 @@ class Graph:
             return False
         return True
 
-    def add(self, key: Key, preds: list[int] | None = None, rng: bool = False, inner: str = "abstract",
-            outer: str = "", const: int = -1, value: int = -1) -> int:
+    def add(
+        self,
+        key: Key,
+        preds: list[int] | None = None,
+        rng: bool = False,
+        inner: str = "abstract",
+        outer: str = "",
+        const: int = -1,
+        value: int = -1,
+    ) -> int:
         """Append a parameter; returns its index."""
         self.params.append(key)
         self.preds.append(list(preds or []))

@@ -16,9 +16,15 @@ from physlm.igsm.parse import ParseError, parse_candidates
 
 
 def _bad(line_no: int | None, detail: str) -> dict:
-    return {"line": line_no, "correct": False, "answer_correct": False, "answer": None,
-            "errors": [{"kind": "bad_input", "param": None, "step": None, "detail": detail}],
-            "unnecessary": [], "first_wrong_param": None}
+    return {
+        "line": line_no,
+        "correct": False,
+        "answer_correct": False,
+        "answer": None,
+        "errors": [{"kind": "bad_input", "param": None, "step": None, "detail": detail}],
+        "unnecessary": [],
+        "first_wrong_param": None,
+    }
 
 
 def judge(problem: str, solution: str, answer: object = None) -> dict:

@@ -147,8 +147,9 @@ def _candidates(graph: Graph, task: str) -> tuple[np.ndarray, Callable[[int], tu
     raise ValueError(f"unknown probe task {task!r}; expected one of {TASKS}")
 
 
-def probe_samples(graph: Graph, rng: random.Random, task: str, k: int = 10,
-                  balanced: bool = False) -> list[tuple[int, tuple[int, ...], int]]:
+def probe_samples(
+    graph: Graph, rng: random.Random, task: str, k: int = 10, balanced: bool = False
+) -> list[tuple[int, tuple[int, ...], int]]:
     """Up to ``k`` distinct ``(state, params, label)`` probe samples of one problem (spec C.5, App. E).
 
     * "nece": state 0, ``params == (a,)``, label 0/1;

@@ -138,12 +138,15 @@ def _parse_statement(s: str) -> _Stmt:
     parts = _LIST_SEP.split(body) if inner != "copy" else [body]
     ops, seps = parts[0::2], parts[1::2]
     n = len(ops)
-    if (inner == "diff" and n != 2) or (inner == "sum" and not 2 <= n <= 4) or \
-            (n >= 2 and seps != [", "] * (n - 2) + [" and "]):
+    if (
+        (inner == "diff" and n != 2)
+        or (inner == "sum" and not 2 <= n <= 4)
+        or (n >= 2 and seps != [", "] * (n - 2) + [" and "])
+    ):
         raise ParseError(f"malformed operand list {_show(body)} in sentence {_show(s)}")
     for x, op in enumerate(ops):
         if not op.startswith(_EACH):
-            raise ParseError(f"operand {_show(op)} is not \"each X's Y\" in sentence {_show(s)}")
+            raise ParseError(f'operand {_show(op)} is not "each X\'s Y" in sentence {_show(s)}')
         ops[x] = op[len(_EACH) :]
     return _Stmt(s, subj, ops, inner, outer, const)
 
@@ -164,10 +167,10 @@ def _resolve(raws: list[str], seed: set[str]) -> dict[str, Ref]:
     cands: dict[str, list[Ref]] = {}
     for raw in dict.fromkeys(raws):
         if raw.count("'s ") > _MAX_SPLITS:  # no real name holds that many; bounds the work on garbage
-            raise ParseError(f"reference {_show(_EACH + raw)} has more than {_MAX_SPLITS} \"'s \"")
+            raise ParseError(f'reference {_show(_EACH + raw)} has more than {_MAX_SPLITS} "\'s "')
         cands[raw] = _splits(raw)
         if not cands[raw]:
-            raise ParseError(f"reference {_show(_EACH + raw)} is not of the form \"each X's Y\"")
+            raise ParseError(f'reference {_show(_EACH + raw)} is not of the form "each X\'s Y"')
     known, done = set(seed), {}
     waiting: dict[str, list[str]] = {}  # name -> ambiguous references with a split that mentions it
     for raw, c in cands.items():
@@ -236,12 +239,13 @@ def _layers(stmts: list[_Stmt], edges: dict[Ref, int], names: list[str], items: 
                 layer[c] = layer[u] + 1
                 queue.append(c)
             elif layer[c] != layer[u] + 1:
-                raise ParseError(f"item {c!r} lands on layer {layer[c]} and on layer {layer[u] + 1}: "
-                                 f"sentence {n + 1} {_show(stmts[n].text)}")
+                raise ParseError(
+                    f"item {c!r} lands on layer {layer[c]} and on layer {layer[u] + 1}: "
+                    f"sentence {n + 1} {_show(stmts[n].text)}"
+                )
     for (p, _), n in sorted(edges.items(), key=lambda e: e[1]):
         if p not in layer:
-            raise ParseError(f"the items form a cycle with no top-layer item: sentence {n + 1} "
-                             f"{_show(stmts[n].text)}")
+            raise ParseError(f"the items form a cycle with no top-layer item: sentence {n + 1} {_show(stmts[n].text)}")
     return layer
 
 
@@ -258,8 +262,18 @@ def _hypothesis_error(h: int, s: int, d: int, layer: dict[str, int], abstract: l
 
 
 # ------------------------------------------------------------------------------------------- graph
-def _build(h: int, s: int, d: int, stmts: list[_Stmt], refs: dict[str, Ref], edges: dict[Ref, int],
-           items: list[list[str]], pos: dict[str, tuple[int, int]], seq: list[Ref], qref: Ref) -> Graph:
+def _build(
+    h: int,
+    s: int,
+    d: int,
+    stmts: list[_Stmt],
+    refs: dict[str, Ref],
+    edges: dict[Ref, int],
+    items: list[list[str]],
+    pos: dict[str, tuple[int, int]],
+    seq: list[Ref],
+    qref: Ref,
+) -> Graph:
     """The Graph of one hypothesis; ``seq`` lists the operand and question references in text order."""
     chain = HIERARCHIES[h]
     g = Graph(layers=list(chain[s : s + d]), items=[list(layer) for layer in items])
@@ -293,8 +307,7 @@ def _build(h: int, s: int, d: int, stmts: list[_Stmt], refs: dict[str, Ref], edg
     done = g.topological(set(range(g.n)), strict=False)
     if len(done) < g.n:
         stuck = [p for p in range(g.n) if p not in set(done) and g.params[p][0] == INSTANCE]
-        raise ParseError("the dependencies form a cycle through: " + "; ".join(
-            _show(stmts[p].text) for p in stuck[:6]))
+        raise ParseError("the dependencies form a cycle through: " + "; ".join(_show(stmts[p].text) for p in stuck[:6]))
     g.value = g.evaluate()
     g.order = g.topological(g.ancestors(g.query) | {g.query}, strict=False)
     g.sentences = list(range(len(stmts)))
@@ -319,8 +332,9 @@ def parse_candidates(text: str, *, vocabulary: bool = True) -> list[Graph]:
     layer = _layers(stmts, edges, names, items_set)
     d = 1 + max(layer.values())
     if d > max(len(c) for c in HIERARCHIES):
-        raise ParseError(f"the items span {d} layers, more than any hierarchy's "
-                         f"{max(len(c) for c in HIERARCHIES)} categories")
+        raise ParseError(
+            f"the items span {d} layers, more than any hierarchy's {max(len(c) for c in HIERARCHIES)} categories"
+        )
     items: list[list[str]] = [[] for _ in range(d)]
     pos: dict[str, tuple[int, int]] = {}
     for nm in names:
@@ -354,8 +368,10 @@ def _edges(stmts, refs) -> dict[Ref, int]:
     for n, st in enumerate(stmts):
         xy = refs[st.subj]
         if xy in edges:
-            raise ParseError(f"each {xy[0]}'s {xy[1]} is defined twice: sentence {n + 1} {_show(st.text)} "
-                             f"(first in sentence {edges[xy] + 1})")
+            raise ParseError(
+                f"each {xy[0]}'s {xy[1]} is defined twice: sentence {n + 1} {_show(st.text)} "
+                f"(first in sentence {edges[xy] + 1})"
+            )
         edges[xy] = n
     return edges
 
@@ -363,15 +379,17 @@ def _edges(stmts, refs) -> dict[Ref, int]:
 def _references(stmts, refs, qref, question: str, fmt: str, edges):
     """Operand and question references in text order with where each occurs, and the abstract ones among them
     (not defined by a sentence, so they must name a category)."""
-    seq: list[tuple[Ref, str]] = [(refs[op], f"sentence {n + 1} {_show(st.text)}")
-                                  for n, st in enumerate(stmts) for op in st.ops]
+    seq: list[tuple[Ref, str]] = [
+        (refs[op], f"sentence {n + 1} {_show(st.text)}") for n, st in enumerate(stmts) for op in st.ops
+    ]
     seq.insert(0 if fmt == "qp" else len(seq), (qref, f"the question {_show(question)}"))
     abstract = []
     for xy, where in seq:
         if xy not in edges:
             if xy[1] not in CATEGORIES:
-                raise ParseError(f"'each {xy[0]}'s {xy[1]}' in {where}: no sentence defines it and "
-                                 f"{xy[1]!r} is not a category name")
+                raise ParseError(
+                    f"'each {xy[0]}'s {xy[1]}' in {where}: no sentence defines it and {xy[1]!r} is not a category name"
+                )
             abstract.append((xy, where))
     return seq, abstract
 

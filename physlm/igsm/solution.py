@@ -138,10 +138,9 @@ def render_with_retries(graph: Graph, rng: random.Random, rate: float, weak: boo
     for pos, p in enumerate(graph.order):
         while rng.random() < rate:
             if weak:
-                pool = graph.order[pos + 1:]
+                pool = graph.order[pos + 1 :]
             else:
-                pool = [q for q in range(graph.n) if q not in known and
-                        not all(r in known for r in graph.preds[q])]
+                pool = [q for q in range(graph.n) if q not in known and not all(r in known for r in graph.preds[q])]
             if not pool:
                 break
             out.append(f"Define {graph.name(rng.choice(pool))} as BACK")
@@ -154,10 +153,18 @@ def candidate_names(graph: Graph) -> list[tuple[str, str]]:
     """Every candidate parameter name of the structure graph with its template word, in the authors'
     order (all instance tuples, then all abstract tuples)."""
     d, items, layers = graph.d, graph.items, graph.layers
-    names = [(f"{items[i][j]}'s {items[i + 1][k]}", "Inst")
-             for i in range(d - 1) for j in range(len(items[i])) for k in range(len(items[i + 1]))]
-    names += [(f"{items[i][j]}'s {layers[k]}", "Inter")
-              for i in range(d - 1) for j in range(len(items[i])) for k in range(i + 1, d)]
+    names = [
+        (f"{items[i][j]}'s {items[i + 1][k]}", "Inst")
+        for i in range(d - 1)
+        for j in range(len(items[i]))
+        for k in range(len(items[i + 1]))
+    ]
+    names += [
+        (f"{items[i][j]}'s {layers[k]}", "Inter")
+        for i in range(d - 1)
+        for j in range(len(items[i]))
+        for k in range(i + 1, d)
+    ]
     return names
 
 

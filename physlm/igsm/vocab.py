@@ -38,8 +38,13 @@ class Vocabulary:
     _index: dict[str, tuple[int, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        index = {name: (h, c) for h, hier in enumerate(self.names) for c, cat in enumerate(hier)
-                 for sub in cat for name in sub}
+        index = {
+            name: (h, c)
+            for h, hier in enumerate(self.names)
+            for c, cat in enumerate(hier)
+            for sub in cat
+            for name in sub
+        }
         object.__setattr__(self, "_index", index)
 
     def items(self, h: int, c: int, s: int) -> tuple[str, ...]:
@@ -68,10 +73,8 @@ def _parse(data: dict) -> Vocabulary:
         got = tuple(cat["name"] for cat in hier["categories"])
         if got != expected:
             raise ValueError(f"vocab.json: hierarchy {h} has categories {got}, expected {expected}")
-        names.append(tuple(tuple(tuple(sub["items"]) for sub in cat["subcategories"])
-                           for cat in hier["categories"]))
-        subnames.append(tuple(tuple(sub["name"] for sub in cat["subcategories"])
-                              for cat in hier["categories"]))
+        names.append(tuple(tuple(tuple(sub["items"]) for sub in cat["subcategories"]) for cat in hier["categories"]))
+        subnames.append(tuple(tuple(sub["name"] for sub in cat["subcategories"]) for cat in hier["categories"]))
     return Vocabulary(names=tuple(names), subcategory_names=tuple(subnames))
 
 
@@ -82,8 +85,9 @@ def load() -> Vocabulary:
     return _parse(json.loads(text))
 
 
-def draw(rng: random.Random, d: int, sizes: list[int], subcategories: int = N_SUBCATEGORIES,
-         items_per: int = N_ITEMS) -> tuple[int, list[str], list[list[str]]]:
+def draw(
+    rng: random.Random, d: int, sizes: list[int], subcategories: int = N_SUBCATEGORIES, items_per: int = N_ITEMS
+) -> tuple[int, list[str], list[list[str]]]:
     """Draw the per-problem vocabulary (spec A.1): a hierarchy, ``d`` consecutive categories of it, and for
     layer ``i`` ``sizes[i]`` distinct items from one uniformly chosen sub-category.
 
@@ -105,7 +109,7 @@ def draw(rng: random.Random, d: int, sizes: list[int], subcategories: int = N_SU
     vocab = load()
     h = rng.randrange(len(HIERARCHIES))
     start = rng.randrange(4 - d + 1)
-    layer_names = list(HIERARCHIES[h][start:start + d])
+    layer_names = list(HIERARCHIES[h][start : start + d])
     items: list[list[str]] = []
     for i, size in enumerate(sizes):
         sub = rng.randrange(subcategories)

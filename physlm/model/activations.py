@@ -89,10 +89,10 @@ def cache_sites(model, sites: Sequence[str], stop: bool = True) -> Iterator[dict
             cache[site] = output[0] if isinstance(output, tuple) else output  # (batch pos d_model)
             if stop and depth[site] == deepest:
                 raise _Stop
+
         return hook
 
-    handles = [(norm if layer_of(s) == -1 else layers[layer_of(s)]).register_forward_hook(hook_for(s))
-               for s in sites]
+    handles = [(norm if layer_of(s) == -1 else layers[layer_of(s)]).register_forward_hook(hook_for(s)) for s in sites]
     try:
         yield cache
     finally:
@@ -100,16 +100,19 @@ def cache_sites(model, sites: Sequence[str], stop: bool = True) -> Iterator[dict
             h.remove()
 
 
-def run_with_cache(model, sites: Sequence[str], input_ids: torch.Tensor | None = None,
-                   inputs_embeds: torch.Tensor | None = None,
-                   attention_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def run_with_cache(
+    model,
+    sites: Sequence[str],
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """One forward pass of the base transformer (no LM head) -> ``{site: (batch pos d_model)}``, stopped
     after the deepest requested site. Pass ``input_ids`` or ``inputs_embeds`` (batch pos d_model)."""
     base, _, _ = _parts(model)
     with cache_sites(model, sites) as cache:
         try:
-            base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                 use_cache=False)
+            base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
         except _Stop:
             pass
     missing = [s for s in sites if s not in cache]
@@ -117,8 +120,9 @@ def run_with_cache(model, sites: Sequence[str], input_ids: torch.Tensor | None =
     return dict(cache)
 
 
-def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_right(
+    seqs: Sequence[Sequence[int]], pad_id: int, device=None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad token sequences -> ``ids (batch pos)``, ``mask (batch pos)`` and ``end_index (batch,)`` =
     position of each row's last real token (where its [END] marker sits)."""
     lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)
@@ -126,7 +130,7 @@ def pad_right(seqs: Sequence[Sequence[int]], pad_id: int, device=None
         raise ValueError("pad_right: empty sequence")
     ids = torch.full((len(seqs), int(lens.max())), pad_id, dtype=torch.long)  # (batch pos)
     for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
     mask = torch.arange(ids.shape[1])[None, :] < lens[:, None]  # (batch pos) bool
     return ids.to(device), mask.long().to(device), (lens - 1).to(device)
 
@@ -141,8 +145,9 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def capture(model, batches: Iterable[Sequence[Sequence[int]]], layers: Sequence[int | str],
-            pad_id: int = 0) -> dict[str, np.ndarray]:
+def capture(
+    model, batches: Iterable[Sequence[Sequence[int]]], layers: Sequence[int | str], pad_id: int = 0
+) -> dict[str, np.ndarray]:
     """Hidden states at the last token ([END]) of every sequence, for each site.
 
     Args:
@@ -171,4 +176,4 @@ def capture(model, batches: Iterable[Sequence[Sequence[int]]], layers: Sequence[
 def batched(items: Sequence, size: int) -> Iterator[Sequence]:
     """Consecutive slices of ``size`` (the last one shorter)."""
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

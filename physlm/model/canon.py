@@ -35,9 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GPTNeoXConfig
-from transformers.models.gpt_neox.modeling_gpt_neox import (GPTNeoXForCausalLM, GPTNeoXModel,
-                                                            GPTNeoXPreTrainedModel)
-
+from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXForCausalLM, GPTNeoXModel, GPTNeoXPreTrainedModel
 
 STATE_ATTR = "physlm_canon"
 """Attribute of the KV cache object that holds the Canon states ``{site: (batch k-1 channels)}``."""
@@ -57,8 +55,9 @@ class CanonConfig(GPTNeoXConfig):
 
     model_type = "physlm_canon"
 
-    def __init__(self, canon: str = "AC", canon_kernel: int = 4, canon_residual: bool = True,
-                 canon_init: str = "torch", **kwargs):
+    def __init__(
+        self, canon: str = "AC", canon_kernel: int = 4, canon_residual: bool = True, canon_init: str = "torch", **kwargs
+    ):
         self.canon, self.canon_kernel = canon, canon_kernel
         self.canon_residual, self.canon_init = canon_residual, canon_init
         super().__init__(**kwargs)
@@ -100,17 +99,19 @@ class Canon(nn.Module):
         prev = ctx.state.get(self.key) if ctx.state is not None else None  # (batch k-1 channels)
         xp = F.pad(x, (0, 0, k - 1, 0)) if prev is None else torch.cat([prev.to(x.dtype), x], dim=1)
         if ctx.state is not None:
-            ctx.state[self.key] = xp[:, xp.shape[1] - (k - 1):].detach()
+            ctx.state[self.key] = xp[:, xp.shape[1] - (k - 1) :].detach()
         y = xp[:, 0:t] * self.weight[:, 0]  # (batch pos channels)
         for j in range(1, k):
-            y = y + xp[:, j:j + t] * self.weight[:, j]
+            y = y + xp[:, j : j + t] * self.weight[:, j]
         return x + y if self.residual else y
 
 
 def _after(canon: Canon):
     """A forward hook that passes a module's output through ``canon``."""
+
     def hook(_module, _inputs, output):
         return canon(output)
+
     return hook
 
 
@@ -121,18 +122,29 @@ class CanonModel(GPTNeoXModel):
         super().__init__(config)
         self.canon_ctx = Context()
         d, k = config.hidden_size, config.canon_kernel
-        sites = {"A": ("input_layernorm", d), "B": ("attention.query_key_value", 3 * d),
-                 "C": ("post_attention_layernorm", d), "D": ("mlp.dense_h_to_4h", config.intermediate_size)}
+        sites = {
+            "A": ("input_layernorm", d),
+            "B": ("attention.query_key_value", 3 * d),
+            "C": ("post_attention_layernorm", d),
+            "D": ("mlp.dense_h_to_4h", config.intermediate_size),
+        }
         for i, layer in enumerate(self.layers):
             for p in config.canon:
                 target, width = sites[p]
-                canon = Canon(width, k, config.canon_residual, config.canon_init, config.initializer_range,
-                              f"{i}.{p}", self.canon_ctx)
+                canon = Canon(
+                    width,
+                    k,
+                    config.canon_residual,
+                    config.canon_init,
+                    config.initializer_range,
+                    f"{i}.{p}",
+                    self.canon_ctx,
+                )
                 layer.add_module(f"canon_{p.lower()}", canon)
                 layer.get_submodule(target).register_forward_hook(_after(canon))
 
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
-        ctx, t = self.canon_ctx, (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[1]
+        ctx = self.canon_ctx
         use_cache = kwargs.get("use_cache")
         use_cache = self.config.use_cache if use_cache is None else use_cache
         cache = kwargs.get(CACHE_KW)

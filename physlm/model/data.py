@@ -22,16 +22,16 @@ yielding :class:`Batch` — ``batch_size`` windows for this rank per optimizer s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
-from physlm.store.shards import problem_seed, read_shards, shard_seed
 from physlm.model.tokenizer import LOSS_ON, Tokenizer
+from physlm.store.shards import problem_seed, read_shards, shard_seed
 
 
 class DataError(ValueError):
@@ -99,8 +99,8 @@ def render(windows: list[list[Unit]], n_ctx: int, end: int, loss_on: str) -> tup
         t = 1  # position 0 holds the leading end token (not a target: nothing precedes it)
         for u in units:
             n = len(u.ids)
-            ids[b, t:t + n] = u.ids
-            mask[b, t + (0 if loss_on == "all" else u.head):t + n] = True
+            ids[b, t : t + n] = u.ids
+            mask[b, t + (0 if loss_on == "all" else u.head) : t + n] = True
             t += n
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
@@ -123,8 +123,9 @@ class PackedShards:
         if table.num_rows == 0:
             raise DataError(f"data: no problems in shards under {folder}")
         self.folder, self.tok = folder, tokenizer
-        self.units = encode_units(tokenizer, table["problem"].to_pylist(), table["solution"].to_pylist(),
-                                  table["answer"].to_pylist())
+        self.units = encode_units(
+            tokenizer, table["problem"].to_pylist(), table["solution"].to_pylist(), table["answer"].to_pylist()
+        )
         self._epochs: dict[tuple, list[list[int]]] = {}
         self.dropped = 0
 
@@ -140,20 +141,29 @@ class PackedShards:
             self._epochs = {key: [[int(order[i]) for i in w] for w in windows]}
         return self._epochs[key]
 
-    def batches(self, position: dict | None = None, *, n_ctx: int, batch_size: int, loss_on: str = "solution",
-                seed: int = 0, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    def batches(
+        self,
+        position: dict | None = None,
+        *,
+        n_ctx: int,
+        batch_size: int,
+        loss_on: str = "solution",
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[Batch]:
         _check_args(n_ctx, batch_size, loss_on, rank, world)
         epoch, w = (position or {}).get("epoch", 0), (position or {}).get("window", 0)
         while True:
             rows: list[list[int]] = []  # the global batch: batch_size * world windows
             while len(rows) < batch_size * world:
                 windows = self.epoch_windows(epoch, n_ctx, seed)
-                take = windows[w:w + batch_size * world - len(rows)]
+                take = windows[w : w + batch_size * world - len(rows)]
                 rows += take
                 w += len(take)
                 if w >= len(windows):
                     epoch, w = epoch + 1, 0
-            mine = rows[rank * batch_size:(rank + 1) * batch_size]
+            mine = rows[rank * batch_size : (rank + 1) * batch_size]
             ids, mask = render([[self.units[i] for i in win] for win in mine], n_ctx, self.tok.markers.end, loss_on)
             yield Batch(ids, mask, {"epoch": epoch, "window": w}, sum(map(len, mine)), 0)
 
@@ -165,16 +175,16 @@ class OnlineProblems:
     def __init__(self, gen: GenConfig, tokenizer: Tokenizer, num_workers: int = 0):
         self.gen, self.tok, self.num_workers = gen, tokenizer, num_workers
 
-    def make(self, step: int, *, n_ctx: int, batch_size: int, loss_on: str, seed: int, rank: int,
-             world: int) -> Batch:
+    def make(self, step: int, *, n_ctx: int, batch_size: int, loss_on: str, seed: int, rank: int, world: int) -> Batch:
         """The batch of one step on one rank (a pure function of its arguments)."""
         s = shard_seed(seed, "online", step * world + rank)
         cap, windows, cur, used, j, dropped, chunk = n_ctx - 1, [], [], 0, 0, 0, 16
         while True:
             probs = [generate(self.gen, problem_seed(s, j + k)) for k in range(chunk)]  # batched for the tokenizer
             j += chunk
-            for u in encode_units(self.tok, [p.problem for p in probs], [p.solution for p in probs],
-                                  [p.answer for p in probs]):
+            for u in encode_units(
+                self.tok, [p.problem for p in probs], [p.solution for p in probs], [p.answer for p in probs]
+            ):
                 if len(u.ids) > cap:
                     dropped += 1
                     if dropped > 1000 and not windows and not cur:
@@ -189,8 +199,17 @@ class OnlineProblems:
                 cur.append(u)
                 used += len(u.ids)
 
-    def batches(self, position: dict | None = None, *, n_ctx: int, batch_size: int, loss_on: str = "solution",
-                seed: int = 0, rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    def batches(
+        self,
+        position: dict | None = None,
+        *,
+        n_ctx: int,
+        batch_size: int,
+        loss_on: str = "solution",
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> Iterator[Batch]:
         _check_args(n_ctx, batch_size, loss_on, rank, world)
         start = (position or {}).get("step", 0)
         kw = dict(n_ctx=n_ctx, batch_size=batch_size, loss_on=loss_on, seed=seed, rank=rank, world=world)
@@ -200,8 +219,9 @@ class OnlineProblems:
                 yield self.make(step, **kw)
                 step += 1
         stream = _Steps(self, start, self.num_workers, kw)
-        yield from torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                                               prefetch_factor=4, persistent_workers=False)
+        yield from torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=4, persistent_workers=False
+        )
 
 
 class _Steps(torch.utils.data.IterableDataset):

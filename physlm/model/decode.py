@@ -28,8 +28,9 @@ GREEDY = Decoding()
 BEAM4 = Decoding("beam4", beams=4, sample=True)
 
 
-def generate(model, prompts: list[list[int]], end_id: int, decoding: Decoding = GREEDY, batch_size: int = 32,
-             seed: int = 0) -> list[tuple[list[int], bool]]:
+def generate(
+    model, prompts: list[list[int]], end_id: int, decoding: Decoding = GREEDY, batch_size: int = 32, seed: int = 0
+) -> list[tuple[list[int], bool]]:
     """For each prompt: (generated ids up to and excluding the end token, ended?) in prompt order."""
     import torch  # here, not at the top: the decoding settings above are read by torch-free callers
 
@@ -44,26 +45,33 @@ def _generate(torch, model, prompts, end_id, decoding, batch_size, seed):
     out: list[tuple[list[int], bool] | None] = [None] * len(prompts)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _null()
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         width = max(len(prompts[x]) for x in idx)
         ids = torch.full((len(idx), width), end_id, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for row, x in enumerate(idx):  # left padding: the prompt ends at the right edge
             p = prompts[x]
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
+            ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p) :] = 1
         if decoding.sample:
             torch.manual_seed(seed + start)
         with autocast:
             seqs = model.generate(
-                input_ids=ids.to(dev), attention_mask=mask.to(dev), max_new_tokens=decoding.max_new_tokens,
-                do_sample=decoding.sample, num_beams=decoding.beams, eos_token_id=end_id, pad_token_id=end_id,
-                top_k=0 if decoding.sample else None, top_p=1.0 if decoding.sample else None,
-                temperature=1.0 if decoding.sample else None)
+                input_ids=ids.to(dev),
+                attention_mask=mask.to(dev),
+                max_new_tokens=decoding.max_new_tokens,
+                do_sample=decoding.sample,
+                num_beams=decoding.beams,
+                eos_token_id=end_id,
+                pad_token_id=end_id,
+                top_k=0 if decoding.sample else None,
+                top_p=1.0 if decoding.sample else None,
+                temperature=1.0 if decoding.sample else None,
+            )
         for row, x in enumerate(idx):
             new = seqs[row, width:].tolist()
             ended = end_id in new
-            out[x] = (new[:new.index(end_id)] if ended else new, ended)
+            out[x] = (new[: new.index(end_id)] if ended else new, ended)
     return out  # type: ignore[return-value]
 
 

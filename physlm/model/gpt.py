@@ -31,17 +31,41 @@ def hf_config(cfg: ModelConfig):
     if cfg.canon:
         from physlm.model.canon import CanonConfig
 
-        kind, extra = CanonConfig, dict(canon=cfg.canon, canon_kernel=cfg.canon_kernel,
-                                        canon_residual=cfg.canon_residual, canon_init=cfg.canon_init)
+        kind, extra = (
+            CanonConfig,
+            dict(
+                canon=cfg.canon,
+                canon_kernel=cfg.canon_kernel,
+                canon_residual=cfg.canon_residual,
+                canon_init=cfg.canon_init,
+            ),
+        )
     return kind(
-        **extra, vocab_size=cfg.vocab_size, hidden_size=cfg.width, num_hidden_layers=cfg.n_layer,
-        num_attention_heads=cfg.n_head, intermediate_size=4 * cfg.width, hidden_act=cfg.activation,
-        max_position_embeddings=cfg.n_ctx, initializer_range=cfg.init_std, layer_norm_eps=1e-5,
-        attention_dropout=cfg.dropout, hidden_dropout=cfg.dropout, attention_bias=True,
+        **extra,
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.width,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        intermediate_size=4 * cfg.width,
+        hidden_act=cfg.activation,
+        max_position_embeddings=cfg.n_ctx,
+        initializer_range=cfg.init_std,
+        layer_norm_eps=1e-5,
+        attention_dropout=cfg.dropout,
+        hidden_dropout=cfg.dropout,
+        attention_bias=True,
         use_parallel_residual=False,  # GPT-2's sequential residual, not NeoX's parallel attn+MLP
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta, "partial_rotary_factor": cfg.rotary_fraction},
-        tie_word_embeddings=cfg.tie_embeddings, bos_token_id=None, eos_token_id=None, pad_token_id=None,
-        use_cache=True)
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": cfg.rope_theta,
+            "partial_rotary_factor": cfg.rotary_fraction,
+        },
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        use_cache=True,
+    )
 
 
 def build(cfg: ModelConfig, attn: str = "sdpa"):
@@ -79,7 +103,8 @@ def save(model, folder: str) -> None:
 
 def load(folder: str, attn: str = "sdpa"):
     """Reload a model written by :func:`save` (or any local GPTNeoX folder; Canon models included)."""
-    import physlm.model.canon  # noqa: F401  (registers the Canon config with the Auto classes)
     from transformers import AutoModelForCausalLM
+
+    import physlm.model.canon  # noqa: F401  (registers the Canon config with the Auto classes)
 
     return AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attn, local_files_only=True)

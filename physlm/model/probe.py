@@ -50,10 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from physlm.config import ProbeConfig
-from physlm.model import activations as act
 from physlm.igsm import labels as L
 from physlm.igsm.graph import MOD
 from physlm.igsm.record import graph_of
+from physlm.model import activations as act
 
 BASELINES = ("vprobe", "random_init", "linear")
 MAX_T = 8
@@ -112,15 +112,15 @@ def probe_prefix(tok, row: dict, task: str, state: int = 0) -> list[int]:
         problem, question = row["problem"], row["question"]
         if not problem.endswith(question):
             raise ValueError(f"{row['id']}: pq problem text does not end with its question")
-        ids = prompt[:2] + tok.encode(problem[:len(problem) - len(question)])
-        if prompt[:len(ids)] != ids:
+        ids = prompt[:2] + tok.encode(problem[: len(problem) - len(question)])
+        if prompt[: len(ids)] != ids:
             raise ValueError(f"{row['id']}: statement tokens are not a prefix of the problem's tokens")
         return ids
     if task in L.STATE_TASKS:
         solution = row["solution"]
         cut = L.sentence_boundaries(solution)[state]
         part = tok.encode(solution[:cut])
-        if tok.encode(solution)[:len(part)] != part:
+        if tok.encode(solution)[: len(part)] != part:
             raise ValueError(f"{row['id']}: solution[:{cut}] does not tokenize to a prefix of the solution")
         return prompt + part
     raise ValueError(f"unknown probe task {task!r}; expected one of {L.TASKS}")
@@ -141,16 +141,26 @@ def _rng(seed: int, task: str, problem_id: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "little"))
 
 
-def _example(tok, row: dict, g, dist: np.ndarray, task: str, state: int, params: Sequence[int], label: int,
-             prefix: list[int]) -> ProbeExample:
+def _example(
+    tok, row: dict, g, dist: np.ndarray, task: str, state: int, params: Sequence[int], label: int, prefix: list[int]
+) -> ProbeExample:
     names = tuple(g.name(p) for p in params)
-    return ProbeExample(problem_id=row["id"], task=task, state=int(state), params=tuple(int(p) for p in params),
-                        names=names, label=int(label), ids=tuple(prefix + probe_suffix(tok, names)),
-                        necessary=bool(dist[params[0]] >= 0), distance=int(dist[params[0]]))
+    return ProbeExample(
+        problem_id=row["id"],
+        task=task,
+        state=int(state),
+        params=tuple(int(p) for p in params),
+        names=names,
+        label=int(label),
+        ids=tuple(prefix + probe_suffix(tok, names)),
+        necessary=bool(dist[params[0]] >= 0),
+        distance=int(dist[params[0]]),
+    )
 
 
-def make_example(tok, row: dict, task: str, params: Sequence[int], label: int, state: int = 0,
-                 solution_prefix: str | None = None) -> ProbeExample:
+def make_example(
+    tok, row: dict, task: str, params: Sequence[int], label: int, state: int = 0, solution_prefix: str | None = None
+) -> ProbeExample:
     """One probe example for a chosen ``(state, params)`` of a problem row, e.g. the error analysis of spec
     C.6: nece(A) for the unnecessary A of a generated solution, or can_next(A) after a *generated* solution
     prefix (``solution_prefix``: the model's own text up to the probe position replaces the gold solution
@@ -163,8 +173,9 @@ def make_example(tok, row: dict, task: str, params: Sequence[int], label: int, s
     return _example(tok, row, g, L.distance_to_query(g), task, state, params, label, prefix)
 
 
-def build_examples(tok, rows: Sequence[dict], task: str, k: int = 10, balanced: bool = False,
-                   seed: int = 0) -> list[ProbeExample]:
+def build_examples(
+    tok, rows: Sequence[dict], task: str, k: int = 10, balanced: bool = False, seed: int = 0
+) -> list[ProbeExample]:
     """Up to ``k`` probe examples per problem row (``labels.probe_samples``), in row order."""
     out = []
     for row in rows:
@@ -223,16 +234,26 @@ class VProbe(nn.Module):
 
     def trainable(self) -> dict[str, torch.Tensor]:
         """The probe's own tensors (what a checkpoint of the probe needs)."""
-        return {"lora_a": self.lora_a, "lora_b": self.lora_b, **{f"head.{k}": v for k, v in
-                                                                  self.head.state_dict().items()}}
+        return {
+            "lora_a": self.lora_a,
+            "lora_b": self.lora_b,
+            **{f"head.{k}": v for k, v in self.head.state_dict().items()},
+        }
 
 
 def resolve_device(device: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
 
-def fit_vprobe(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], n_classes: int,
-               cfg: ProbeConfig, layer: int = -1, pad_id: int = 0) -> tuple[VProbe, list[float]]:
+def fit_vprobe(
+    model,
+    seqs: Sequence[Sequence[int]],
+    labels: Sequence[int],
+    n_classes: int,
+    cfg: ProbeConfig,
+    layer: int = -1,
+    pad_id: int = 0,
+) -> tuple[VProbe, list[float]]:
     """Train a V-probe on ``(sequence, label)`` pairs (each sequence ending with its [END]) with spec C.5's
     recipe: AdamW (β = 0.9, 0.98 as pretraining), ``cfg.lr``, no warm-up, linear decay to 0, ``cfg.steps``
     steps of ``cfg.batch_size`` random examples (epochs of a seeded permutation). Moves ``model`` to
@@ -243,8 +264,11 @@ def fit_vprobe(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], n_cl
     dev = resolve_device(cfg.device)
     probe = VProbe(model.to(dev), n_classes, layer, cfg.rank, cfg.seed).to(dev).train()
     decay = [probe.lora_a, probe.lora_b, probe.head.weight]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": [probe.head.bias], "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": [probe.head.bias], "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
     y_all = torch.as_tensor(list(labels), dtype=torch.long)
     g = torch.Generator().manual_seed(cfg.seed)
     order, pos = torch.randperm(len(seqs), generator=g), 0
@@ -255,7 +279,7 @@ def fit_vprobe(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], n_cl
         while len(idx) < cfg.batch_size:
             if pos == len(order):
                 order, pos = torch.randperm(len(seqs), generator=g), 0
-            take = order[pos:pos + cfg.batch_size - len(idx)].tolist()
+            take = order[pos : pos + cfg.batch_size - len(idx)].tolist()
             idx += take
             pos += len(take)
         ids, mask, end = act.pad_right([seqs[i] for i in idx], pad_id, dev)  # (batch pos) x2, (batch,)
@@ -274,8 +298,7 @@ def fit_vprobe(model, seqs: Sequence[Sequence[int]], labels: Sequence[int], n_cl
 
 
 @torch.no_grad()
-def predict_vprobe(probe: VProbe, seqs: Sequence[Sequence[int]], batch_size: int = 64,
-                   pad_id: int = 0) -> np.ndarray:
+def predict_vprobe(probe: VProbe, seqs: Sequence[Sequence[int]], batch_size: int = 64, pad_id: int = 0) -> np.ndarray:
     """Class probabilities ``(n, n_classes)`` float32, rows in input order (batched by length)."""
     dev = probe.lora_a.device
     probe.eval()
@@ -322,8 +345,9 @@ class LinearProbe:
         return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
-def fit_linear(X: np.ndarray, y: Sequence[int], n_classes: int | None = None, l2: float = 1e-3,
-               max_iter: int = 200) -> LinearProbe:
+def fit_linear(
+    X: np.ndarray, y: Sequence[int], n_classes: int | None = None, l2: float = 1e-3, max_iter: int = 200
+) -> LinearProbe:
     """Full-batch L-BFGS on the cross-entropy + ``l2/2·|W|²`` (features standardized on X; deterministic).
 
     ``X (n, d_model)``, ``y (n,)`` ints in ``0..n_classes-1`` (default: ``max(y) + 1``)."""
@@ -384,10 +408,12 @@ def positive(task: str, label: int) -> bool:
 def slices(task: str, rows: Sequence[dict]) -> dict[str, list[dict]]:
     """Named subsets of prediction rows: all, positive, negative, unnecessary (A not in the solution; E5)
     and, for nece, t=1..8 (necessary A at distance t from the query; E10). Empty slices are dropped."""
-    out = {"all": list(rows),
-           "positive": [r for r in rows if positive(task, r["label"])],
-           "negative": [r for r in rows if not positive(task, r["label"])],
-           "unnecessary": [r for r in rows if not r["param_a_necessary"]]}
+    out = {
+        "all": list(rows),
+        "positive": [r for r in rows if positive(task, r["label"])],
+        "negative": [r for r in rows if not positive(task, r["label"])],
+        "unnecessary": [r for r in rows if not r["param_a_necessary"]],
+    }
     if task == "nece":
         out.update({f"t={t}": [r for r in rows if r["distance"] == t] for t in range(1, MAX_T + 1)})
     return {k: v for k, v in out.items() if v}
@@ -403,28 +429,64 @@ def metric_rows(pred_rows: Sequence[dict], majority: int) -> list[dict]:
     for name, rows in slices(key["task"], pred_rows).items():
         y = np.array([r["label"] for r in rows])
         p = np.array([r["prediction"] for r in rows])
-        out.append({**key, "slice": name, "n": len(rows), "accuracy": float((y == p).mean()),
-                    "mcc": mcc(y, p, k), "majority_accuracy": float((y == majority).mean())})
+        out.append(
+            {
+                **key,
+                "slice": name,
+                "n": len(rows),
+                "accuracy": float((y == p).mean()),
+                "mcc": mcc(y, p, k),
+                "majority_accuracy": float((y == majority).mean()),
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Records and the whole run
-def prediction_rows(examples: Sequence[ProbeExample], probs: np.ndarray, checkpoint_id: str, layer: int,
-                    baseline: str, source: str = "probe_test") -> list[dict]:
+def prediction_rows(
+    examples: Sequence[ProbeExample],
+    probs: np.ndarray,
+    checkpoint_id: str,
+    layer: int,
+    baseline: str,
+    source: str = "probe_test",
+) -> list[dict]:
     """``probe_predictions`` rows from examples and their class probabilities ``(n, n_classes)``."""
     pred = probs.argmax(1)
     binary = probs.shape[1] == 2
-    return [{"checkpoint_id": checkpoint_id, "task": e.task, "layer": layer, "baseline": baseline,
-             "problem_id": e.problem_id, "state": e.state, "param_a": e.names[0],
-             "param_b": e.names[1] if len(e.names) > 1 else None, "param_a_necessary": e.necessary,
-             "distance": e.distance, "label": e.label, "prediction": int(pred[i]),
-             "probability": float(probs[i, 1] if binary else probs[i, pred[i]]), "source": source}
-            for i, e in enumerate(examples)]
+    return [
+        {
+            "checkpoint_id": checkpoint_id,
+            "task": e.task,
+            "layer": layer,
+            "baseline": baseline,
+            "problem_id": e.problem_id,
+            "state": e.state,
+            "param_a": e.names[0],
+            "param_b": e.names[1] if len(e.names) > 1 else None,
+            "param_a_necessary": e.necessary,
+            "distance": e.distance,
+            "label": e.label,
+            "prediction": int(pred[i]),
+            "probability": float(probs[i, 1] if binary else probs[i, pred[i]]),
+            "source": source,
+        }
+        for i, e in enumerate(examples)
+    ]
 
 
-def run_probe(model, tok, train_rows: Sequence[dict], test_rows: Sequence[dict], cfg: ProbeConfig, task: str,
-              checkpoint_id: str, baseline_name: str = "vprobe", layer: int = -1) -> tuple[list[dict], list[dict]]:
+def run_probe(
+    model,
+    tok,
+    train_rows: Sequence[dict],
+    test_rows: Sequence[dict],
+    cfg: ProbeConfig,
+    task: str,
+    checkpoint_id: str,
+    baseline_name: str = "vprobe",
+    layer: int = -1,
+) -> tuple[list[dict], list[dict]]:
     """Probe ``task`` at ``layer``: train on ``train_rows``, predict ``test_rows`` (problem rows;
     the paper's split is template hash < 17 / >= 17, chosen by the caller). ``baseline_name``: "vprobe"
     (this model), "random_init" (the caller passes ``random_init_like(model, seed)``; same V-probe) or
@@ -444,8 +506,9 @@ def run_probe(model, tok, train_rows: Sequence[dict], test_rows: Sequence[dict],
 
         def states(examples):  # (n d_model), batched by length, rows back in example order
             order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
-            x = act.capture(model, act.batched([examples[i].ids for i in order], cfg.batch_size),
-                            [site], pad_id=pad)[site]
+            x = act.capture(model, act.batched([examples[i].ids for i in order], cfg.batch_size), [site], pad_id=pad)[
+                site
+            ]
             return x[np.argsort(order)]
 
         probs = fit_linear(states(train), y, n_classes(task)).predict_proba(states(test))

@@ -25,18 +25,31 @@ def score(graph: Graph, solution: str | None, answer: str | None, ended: bool) -
     if solution is None:
         v = check(graph, "", None)
         error = "truncated" if not ended else "no_answer"
-        return {"correct": False, "answer_correct": False, "n_unnecessary": 0, "unnecessary": [],
-                "first_wrong_param": None, "error": error, "errors": [error], "true_answer": v.answer,
-                "n_steps": 0}
+        return {
+            "correct": False,
+            "answer_correct": False,
+            "n_unnecessary": 0,
+            "unnecessary": [],
+            "first_wrong_param": None,
+            "error": error,
+            "errors": [error],
+            "true_answer": v.answer,
+            "n_steps": 0,
+        }
     v = check(graph, solution, answer if answer is not None else "")
     kinds = [e.kind for e in v.errors]
     if not ended:
         kinds.append("truncated")
     error = kinds[0] if kinds else None
     return {
-        "correct": v.correct and ended, "answer_correct": v.answer_correct and ended,
-        "n_unnecessary": len(v.unnecessary), "unnecessary": list(v.unnecessary),
-        "first_wrong_param": v.first_wrong_param, "error": error, "errors": kinds, "true_answer": v.answer,
+        "correct": v.correct and ended,
+        "answer_correct": v.answer_correct and ended,
+        "n_unnecessary": len(v.unnecessary),
+        "unnecessary": list(v.unnecessary),
+        "first_wrong_param": v.first_wrong_param,
+        "error": error,
+        "errors": kinds,
+        "true_answer": v.answer,
         "n_steps": v.n_steps,
     }
 
@@ -52,8 +65,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def accuracy_table(rows: list[dict], by: tuple[str, ...] = ("checkpoint_id", "test_set", "op", "decoding"),
-                   pooled_op: bool = True) -> list[dict]:
+def accuracy_table(
+    rows: list[dict], by: tuple[str, ...] = ("checkpoint_id", "test_set", "op", "decoding"), pooled_op: bool = True
+) -> list[dict]:
     """Accuracy per group (and, with ``pooled_op``, per group with op pooled as op = -1)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -66,7 +80,16 @@ def accuracy_table(rows: list[dict], by: tuple[str, ...] = ("checkpoint_id", "te
         n, k = len(rs), sum(bool(r["correct"]) for r in rs)
         lo, hi = wilson(k, n)
         good = [r for r in rs if r["correct"]]
-        out.append({**dict(zip(by, key)), "n": n, "correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi,
-                    "answer_accuracy": sum(bool(r["answer_correct"]) for r in rs) / n,
-                    "mean_unnecessary": (sum(r["n_unnecessary"] for r in good) / len(good)) if good else None})
+        out.append(
+            {
+                **dict(zip(by, key)),
+                "n": n,
+                "correct": k,
+                "accuracy": k / n,
+                "ci_low": lo,
+                "ci_high": hi,
+                "answer_accuracy": sum(bool(r["answer_correct"]) for r in rs) / n,
+                "mean_unnecessary": (sum(r["n_unnecessary"] for r in good) / len(good)) if good else None,
+            }
+        )
     return out

@@ -28,18 +28,41 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
 
-from physlm.store import storage
 from physlm.igsm import vocab as igsm_vocab
 from physlm.igsm.graph import LETTERS, MOD
+from physlm.store import storage
 
 END, PROBLEM, SOLUTION, ANSWER = "<|endoftext|>", "<|problem|>", "<|solution|>", "<|answer|>"
 SPECIALS = (END, PROBLEM, SOLUTION, ANSWER, "[START]", "[MID]", "[END]", "[UNK]")
 """Word-level special tokens, ids 0..7 in this order; <|endoftext|> is also the padding token."""
 
-TEMPLATE_WORDS = ("The", "number", "of", "each", "equals", "the", "sum", "difference", "and", "more", "than",
-                  "times", "as", "much", "How", "many", "does", "have", "has", "Define", "so", "BACK")
+TEMPLATE_WORDS = (
+    "The",
+    "number",
+    "of",
+    "each",
+    "equals",
+    "the",
+    "sum",
+    "difference",
+    "and",
+    "more",
+    "than",
+    "times",
+    "as",
+    "much",
+    "How",
+    "many",
+    "does",
+    "have",
+    "has",
+    "Define",
+    "so",
+    "BACK",
+)
 """Every word of the problem (A.5) and solution (A.7, A.12 retry) templates; each gets a leading space."""
 SYMBOLS_SPACED = ("=", "+", "-", "*")
 """Operators: written " = ", so they carry a leading space like words."""
@@ -83,8 +106,9 @@ class Tokenizer:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
     # ------------------------------------------------------------------ framing (spec A.8)
-    def frame(self, problem: list[int], solution: list[int], answer: list[int],
-              loss_on: str = "solution") -> tuple[list[int], list[bool]]:
+    def frame(
+        self, problem: list[int], solution: list[int], answer: list[int], loss_on: str = "solution"
+    ) -> tuple[list[int], list[bool]]:
         """One training unit from already-encoded segments: ``(ids, mask)``, mask[t] = token t is a target."""
         m = self.markers
         head = [m.problem] + problem + [m.solution]
@@ -93,8 +117,9 @@ class Tokenizer:
             raise ValueError(f"loss_on: must be one of {LOSS_ON}, got {loss_on!r}")
         return head + tail, [loss_on == "all"] * len(head) + [True] * len(tail)
 
-    def encode_unit(self, problem: str, solution: str, answer: int | str,
-                    loss_on: str = "solution") -> tuple[list[int], list[bool]]:
+    def encode_unit(
+        self, problem: str, solution: str, answer: int | str, loss_on: str = "solution"
+    ) -> tuple[list[int], list[bool]]:
         """``[problem] problem [solution] solution [answer] " answer" [end]`` and its loss mask."""
         p, s, a = self.encode_batch([problem, solution, f" {answer}"])
         return self.frame(p, s, a, loss_on)
@@ -107,20 +132,26 @@ class Tokenizer:
         """A generated continuation of a prompt -> ``(solution text, answer text or None)``; stops at end."""
         ids = list(ids)
         if self.markers.end in ids:
-            ids = ids[:ids.index(self.markers.end)]
+            ids = ids[: ids.index(self.markers.end)]
         if self.markers.answer not in ids:
             return self.decode(ids), None
         k = ids.index(self.markers.answer)
-        return self.decode(ids[:k]), self.decode(ids[k + 1:])
+        return self.decode(ids[:k]), self.decode(ids[k + 1 :])
 
     # ------------------------------------------------------------------ save / load
     def save(self, folder: str) -> str:
         """Write tokenizer.json, tokenizer_config.json and the marker ids under ``folder``; returns it."""
         storage.write_bytes(storage.join(folder, "tokenizer.json"), self.tok.to_str().encode())
         end_tok = self.tok.id_to_token(self.markers.end)
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": end_tok, "eos_token": end_tok,
-                  "pad_token": end_tok, "unk_token": "[UNK]" if self.kind == "wordlevel" else end_tok,
-                  "clean_up_tokenization_spaces": False, "model_max_length": 1 << 20}
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": end_tok,
+            "eos_token": end_tok,
+            "pad_token": end_tok,
+            "unk_token": "[UNK]" if self.kind == "wordlevel" else end_tok,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": 1 << 20,
+        }
         storage.write_json(storage.join(folder, "tokenizer_config.json"), config)
         storage.write_json(storage.join(folder, MARKERS_FILE), {"kind": self.kind, **asdict(self.markers)})
         return folder
@@ -183,8 +214,11 @@ def from_gpt2_files(vocab_json: str, merges_txt: str, markers: dict | None = Non
     """
     markers = dict(GPT2_MARKERS if markers is None else markers)
     vocab = json.loads(storage.read_bytes(vocab_json))
-    merges = [tuple(line.split(" ")) for line in storage.read_bytes(merges_txt).decode().splitlines()
-              if line and not line.startswith("#version")]
+    merges = [
+        tuple(line.split(" "))
+        for line in storage.read_bytes(merges_txt).decode().splitlines()
+        if line and not line.startswith("#version")
+    ]
     if vocab.get(END) != markers["end"]:
         raise ValueError(f"vocab_json: {END!r} must have id {markers['end']}, got {vocab.get(END)}")
     tok = HFTokenizer(models.BPE(vocab, merges))

@@ -24,8 +24,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -75,14 +75,17 @@ class NextTokenLoss(torch.nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.sparse:
             return masked_loss_sum(self.model(input_ids=ids, use_cache=False).logits, ids, mask)
-        hidden = self.model.base_model(input_ids=ids, use_cache=False).last_hidden_state  # (b, T, d), after the final LayerNorm
+        hidden = self.model.base_model(
+            input_ids=ids, use_cache=False
+        ).last_hidden_state  # (b, T, d), after the final LayerNorm
         sel = mask[:, 1:]  # hidden state t predicts token t+1
         logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
         return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
 
 
-def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: int, world: int,
-               device: torch.device, amp_dtype=None) -> torch.Tensor:
+def train_step(
+    runner, model, opt, batch, lr: float, grad_clip: float, micro: int, world: int, device: torch.device, amp_dtype=None
+) -> torch.Tensor:
     """One optimizer step on this rank's rows of a global batch; returns this rank's share of the loss.
 
     ``runner`` computes the loss sum (a :class:`NextTokenLoss`, or its DDP/compiled wrapper); ``model`` owns the
@@ -101,10 +104,12 @@ def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: in
     accum = ids_all.shape[0] // micro
     step_loss = torch.zeros((), device=device)
     for k in range(accum):
-        ids, mask = ids_all[k * micro:(k + 1) * micro], mask_all[k * micro:(k + 1) * micro]  # (b, T)
+        ids, mask = ids_all[k * micro : (k + 1) * micro], mask_all[k * micro : (k + 1) * micro]  # (b, T)
         sync = world == 1 or k == accum - 1  # DDP: all-reduce gradients on the last micro-batch only
-        with (contextlib.nullcontext() if sync else runner.no_sync()), \
-                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with (
+            contextlib.nullcontext() if sync else runner.no_sync(),
+            torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+        ):
             loss = runner(ids, mask) / n_targets
         # DDP averages gradients over ranks; x world turns that average back into the global sum.
         (loss * world).backward()
@@ -119,8 +124,10 @@ def train_step(runner, model, opt, batch, lr: float, grad_clip: float, micro: in
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
     # Decay matrices and embeddings (dim >= 2); biases and LayerNorm gains stay free (nanoGPT's rule).
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=fused or None)
 
 
@@ -172,8 +179,9 @@ def _setup(cfg: TrainConfig, n_ctx: int) -> _Run:
     amp_dtype = torch.bfloat16 if (cfg.dtype == "bf16" or (cfg.dtype == "auto" and cuda)) else None
     micro = cfg.micro_batch_size or cfg.batch_size // world
     if cfg.batch_size % (micro * world):
-        raise ConfigError(f"batch_size: {cfg.batch_size} is not a multiple of micro_batch_size * world "
-                          f"= {micro} * {world}")
+        raise ConfigError(
+            f"batch_size: {cfg.batch_size} is not a multiple of micro_batch_size * world = {micro} * {world}"
+        )
     return _Run(rank, world, device, amp_dtype, micro, cfg.batch_size // (micro * world))
 
 
@@ -193,8 +201,13 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
         saved = checkpoint.load_state(out_dir, last)
         opt.load_state_dict(saved["optimizer"])
         checkpoint.set_rng_state(saved["rng"])
-        state.update(step=last, position=saved["position"], tokens_seen=saved["tokens_seen"], resumed_from=last,
-                     checkpoint=checkpoint.meta_url(out_dir, last))
+        state.update(
+            step=last,
+            position=saved["position"],
+            tokens_seen=saved["tokens_seen"],
+            resumed_from=last,
+            checkpoint=checkpoint.meta_url(out_dir, last),
+        )
         log.info("resumed from %s step %d", out_dir, last)
     return model, opt, state
 
@@ -209,8 +222,15 @@ def _runner(model, cfg: TrainConfig, run: _Run):
     return torch.compile(runner) if compiled else runner
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: bool = True,
-          until_step: int | None = None, on_checkpoint: Callable[[dict], None] | None = None) -> dict:
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    data,
+    out_dir: str,
+    resume: bool = True,
+    until_step: int | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+) -> dict:
     """Train (or resume) into ``out_dir``; returns a summary (step, tokens_seen, loss, history, checkpoint).
 
     ``data``: a physlm.model.data source (``PackedShards`` / ``OnlineProblems``). ``until_step``: stop after
@@ -222,10 +242,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
     runner = _runner(model, cfg, run)
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
-    batches = data.batches(state["position"], n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum,
-                           loss_on=cfg.loss_on, seed=cfg.seed, rank=run.rank, world=run.world)
+    kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
+    batches = data.batches(state["position"], **kw, rank=run.rank, world=run.world)
     step, stop = state["step"], cfg.steps if until_step is None else min(cfg.steps, until_step)
-    history, dropped, position, tokens_seen = [], 0, state["position"], state["tokens_seen"]
+    history, dropped, tokens_seen = [], 0, state["tokens_seen"]
     loss_acc, n_acc, t_log = torch.zeros((), device=run.device), 0, time.perf_counter()
     # A checkpoint records the mean loss since the previous checkpoint: a resume starts exactly there, so a
     # resumed run records the same losses as an uninterrupted one (the log window would not: it restarts).
@@ -239,9 +259,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
         dropped += batch.dropped
         lr = lr_at(step, cfg)
         step_loss = train_step(runner, model, opt, batch, lr, cfg.grad_clip, run.micro, run.world, run.device,
-                               run.amp_dtype)
+                               run.amp_dtype)  # fmt: skip
         step += 1
-        position, tokens_seen = batch.position, tokens_seen + tokens_per_step
+        state["position"], tokens_seen = batch.position, tokens_seen + tokens_per_step
         if run.world > 1:
             torch.distributed.all_reduce(step_loss)  # sum of rank shares = global mean loss
         loss_acc += step_loss
@@ -252,11 +272,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
 
         # -------------------------------------------------------------- logging
         if step % cfg.log_every == 0 or step == stop:
-            dt = time.perf_counter() - t_log
-            rec = {"step": step, "loss": float(loss_acc) / n_acc, "lr": lr,
-                   "tokens_per_s": n_acc * tokens_per_step / dt, "tokens_seen": tokens_seen}
+            tok_s = n_acc * tokens_per_step / (time.perf_counter() - t_log)
+            rec = {"step": step, "loss": float(loss_acc) / n_acc, "lr": lr, "tokens_per_s": tok_s,
+                   "tokens_seen": tokens_seen}  # fmt: skip
             if peak:
-                rec["mfu"] = flops_per_token * rec["tokens_per_s"] / (peak * run.world)
+                rec["mfu"] = flops_per_token * tok_s / (peak * run.world)
             history.append(rec)
             _log(rec, run, bar)
             loss_acc.zero_()
@@ -265,13 +285,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
         # -------------------------------------------------------------- checkpoint
         if step % cfg.ckpt_every == 0 or step == stop:
             if run.rank == 0:
-                meta = {"model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "name": model_cfg.name,
-                        "tokens_seen": tokens_seen, "loss": float(ckpt_acc) / ckpt_n,
-                        "position": position, "world": run.world}
-                state["checkpoint"] = checkpoint.save(out_dir, step, model, opt, meta,
-                                                      {"position": position, "tokens_seen": tokens_seen})
-                if on_checkpoint is not None:
-                    on_checkpoint({**meta, "step": step, "path": state["checkpoint"]})
+                done = {"step": step, "tokens_seen": tokens_seen, "loss": float(ckpt_acc) / ckpt_n}
+                state["checkpoint"] = _checkpoint(out_dir, model, opt, model_cfg, cfg, run, done, state, on_checkpoint)
             ckpt_acc.zero_()
             ckpt_n = 0
             if run.world > 1:
@@ -280,9 +295,23 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data, out_dir: str, resume: 
 
     if bar is not None:
         bar.close()
-    return {"step": step, "tokens_seen": tokens_seen, "loss": history[-1]["loss"] if history else None,
-            "history": history, "checkpoint": state["checkpoint"], "resumed_from": state["resumed_from"],
-            "dropped": dropped, "params": model_cfg.params(), "non_embedding_params": model_cfg.non_embedding_params()}
+    last = history[-1]["loss"] if history else None
+    return {"step": step, "tokens_seen": tokens_seen, "loss": last, "history": history, "dropped": dropped,
+            "checkpoint": state["checkpoint"], "resumed_from": state["resumed_from"], "params": model_cfg.params(),
+            "non_embedding_params": model_cfg.non_embedding_params()}  # fmt: skip
+
+
+def _checkpoint(out_dir, model, opt, model_cfg, cfg, run: _Run, done: dict, state: dict, on_checkpoint) -> str:
+    """Save checkpoint ``done["step"]`` (weights, optimizer, data position, RNG; its meta last) and report it;
+    returns the meta file's URL."""
+    meta = {"model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "name": model_cfg.name,
+            "tokens_seen": done["tokens_seen"], "loss": done["loss"], "position": state["position"],
+            "world": run.world}  # fmt: skip
+    extra = {"position": state["position"], "tokens_seen": done["tokens_seen"]}
+    url = checkpoint.save(out_dir, done["step"], model, opt, meta, extra)
+    if on_checkpoint is not None:
+        on_checkpoint({**meta, "step": done["step"], "path": url})
+    return url
 
 
 def _progress(cfg: TrainConfig, run: _Run, stop: int, step: int):
@@ -297,7 +326,13 @@ def _progress(cfg: TrainConfig, run: _Run, stop: int, step: int):
 def _log(rec: dict, run: _Run, bar) -> None:
     if run.rank != 0:
         return
-    log.info("step %d loss %.4f lr %.2e tok/s %.0f%s", rec["step"], rec["loss"], rec["lr"], rec["tokens_per_s"],
-             f" mfu {rec['mfu']:.1%}" if "mfu" in rec else "")
+    log.info(
+        "step %d loss %.4f lr %.2e tok/s %.0f%s",
+        rec["step"],
+        rec["loss"],
+        rec["lr"],
+        rec["tokens_per_s"],
+        f" mfu {rec['mfu']:.1%}" if "mfu" in rec else "",
+    )
     if bar is not None:
         bar.set_postfix(loss=f"{rec['loss']:.3f}")

@@ -44,9 +44,15 @@ def _num(v) -> float:
 # Plot helpers: each returns a Figure, or None when there is nothing to draw
 
 
-def _bars(categories: list[str], series: dict[str, list[float]], ylabel: str, title: str = "",
-          errors: dict[str, tuple[list[float], list[float]]] | None = None, ylim: tuple | None = (0, 1.05),
-          ax=None):
+def _bars(
+    categories: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    title: str = "",
+    errors: dict[str, tuple[list[float], list[float]]] | None = None,
+    ylim: tuple | None = (0, 1.05),
+    ax=None,
+):
     """Grouped bars: one group per category, one bar per series (NaN = no bar)."""
     fig = None
     if ax is None:
@@ -58,10 +64,21 @@ def _bars(categories: list[str], series: dict[str, list[float]], ylabel: str, ti
         if errors and label in errors:
             lo, hi = errors[label]
             ok = lambda *xs: not any(math.isnan(x) for x in xs)  # noqa: E731
-            yerr = np.array([[max(0.0, v - l) if ok(v, l) else 0 for v, l in zip(values, lo)],
-                             [max(0.0, h - v) if ok(v, h) else 0 for v, h in zip(values, hi)]])
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label,
-               color=PALETTE[i % len(PALETTE)], yerr=yerr, capsize=3 if yerr is not None else 0)
+            yerr = np.array(
+                [
+                    [max(0.0, v - low) if ok(v, low) else 0 for v, low in zip(values, lo)],
+                    [max(0.0, h - v) if ok(v, h) else 0 for v, h in zip(values, hi)],
+                ]
+            )
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            values,
+            width,
+            label=label,
+            color=PALETTE[i % len(PALETTE)],
+            yerr=yerr,
+            capsize=3 if yerr is not None else 0,
+        )
     tilt = len(categories) > 4 or max((len(c) for c in categories), default=0) > 10
     ax.set_xticks(x, categories, rotation=20 if tilt else 0, ha="right" if tilt else "center")
     ax.set_ylabel(ylabel)
@@ -88,8 +105,7 @@ def _heat(panels: list[tuple[str, list, list, np.ndarray]], xlabel: str, ylabel:
         ax.set_title(title, fontsize=10)
         for (i, j), v in np.ndenumerate(values):
             if not math.isnan(v):
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if v < 0.6 else "black")
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
     fig.colorbar(im, ax=list(axes[0]), label=label, shrink=0.9)
     return fig
 
@@ -107,10 +123,14 @@ def _accuracy(rows):
         by = {r["test_set"]: r for r in rows if (r["model"], r["decoding"]) == key}
         label = " ".join(key)
         series[label] = [_num(by[s]["accuracy"]) if s in by else math.nan for s in sets]
-        errors[label] = ([_num(by[s]["ci_low"]) if s in by else math.nan for s in sets],
-                         [_num(by[s]["ci_high"]) if s in by else math.nan for s in sets])
-        parts = [f"{s} {_pct(by[s]['accuracy'])} (CI {_pct(by[s]['ci_low'])}–{_pct(by[s]['ci_high'])}, "
-                 f"n={by[s]['n']})" for s in sorted(by, key=test_set_order)]
+        errors[label] = (
+            [_num(by[s]["ci_low"]) if s in by else math.nan for s in sets],
+            [_num(by[s]["ci_high"]) if s in by else math.nan for s in sets],
+        )
+        parts = [
+            f"{s} {_pct(by[s]['accuracy'])} (CI {_pct(by[s]['ci_low'])}–{_pct(by[s]['ci_high'])}, n={by[s]['n']})"
+            for s in sorted(by, key=test_set_order)
+        ]
         notes.append(f"{label}: " + "; ".join(parts))
     if not by_op:
         return notes, _bars(sets, series, "fully-correct accuracy", errors=errors)
@@ -133,8 +153,11 @@ def _accuracy_by_op(rows):
     for key in sorted({(r["model"], r["decoding"], r["test_set"]) for r in per_op if r["test_set"] in in_dist}):
         by = {r["op"]: r for r in per_op if (r["model"], r["decoding"], r["test_set"]) == key}
         series[" ".join(key)] = [_num(by[k]["accuracy"]) if k in by else math.nan for k in ops]
-        notes.append(" ".join(key) + " by op: " + "; ".join(
-            f"op {k} {_pct(by[k]['accuracy'])} (n={by[k]['n']})" for k in sorted(by)))
+        notes.append(
+            " ".join(key)
+            + " by op: "
+            + "; ".join(f"op {k} {_pct(by[k]['accuracy'])} (n={by[k]['n']})" for k in sorted(by))
+        )
     return ops, series, notes
 
 
@@ -145,9 +168,14 @@ def _unnecessary(rows):
     for key in sorted({(r["model"], r["decoding"]) for r in rows}):
         by = {r["test_set"]: r for r in rows if (r["model"], r["decoding"]) == key}
         series[" ".join(key)] = [_num(by[s]["mean_unnecessary"]) if s in by else math.nan for s in sets]
-        notes.append(" ".join(key) + ": " + "; ".join(
-            f"{s} {by[s]['mean_unnecessary']:.2f} per solution (n={by[s]['n_correct']})"
-            for s in sorted(by, key=test_set_order)))
+        notes.append(
+            " ".join(key)
+            + ": "
+            + "; ".join(
+                f"{s} {by[s]['mean_unnecessary']:.2f} per solution (n={by[s]['n_correct']})"
+                for s in sorted(by, key=test_set_order)
+            )
+        )
     top = max([v for vs in series.values() for v in vs if not math.isnan(v)] + [0.5])
     return notes, _bars(sets, series, "unnecessary params / correct solution", ylim=(0, 1.15 * top))
 
@@ -160,8 +188,10 @@ def _probe_bars(rows, category, notes_fmt):
     for ax, model in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == model]
         cats = [category(r) for r in mine]
-        series = {"V-probe": [_num(r["vprobe"]) for r in mine],
-                  "random-init V-probe": [_num(r["random_init"]) for r in mine]}
+        series = {
+            "V-probe": [_num(r["vprobe"]) for r in mine],
+            "random-init V-probe": [_num(r["random_init"]) for r in mine],
+        }
         if any(r["linear"] is not None for r in mine):
             series["linear probe"] = [_num(r["linear"]) for r in mine]
         series["majority"] = [_num(r["majority"]) for r in mine]
@@ -171,8 +201,10 @@ def _probe_bars(rows, category, notes_fmt):
 
 
 def _probe_note(r, name):
-    return (f"{name} {_pct(r['vprobe'])} vs random-init {_pct(r['random_init'])} vs majority "
-            f"{_pct(r['majority'])} (n={r['n']})")
+    return (
+        f"{name} {_pct(r['vprobe'])} vs random-init {_pct(r['random_init'])} vs majority "
+        f"{_pct(r['majority'])} (n={r['n']})"
+    )
 
 
 def _probe_accuracy(rows):
@@ -180,33 +212,55 @@ def _probe_accuracy(rows):
 
 
 def _probe_by_label(rows):
-    return _probe_bars(rows, lambda r: f"{r['task']} {r['label']}",
-                       lambda r: _probe_note(r, f"{r['task']} on {r['label']}s"))
+    return _probe_bars(
+        rows, lambda r: f"{r['task']} {r['label']}", lambda r: _probe_note(r, f"{r['task']} on {r['label']}s")
+    )
 
 
 def _share_bars(rows, category, share, n_key, k_key, ylabel):
     cats = [category(r) for r in rows]
     values = [_num(r[share]) for r in rows]
-    fig = _bars(cats, {ylabel: values}, ylabel,
-                errors={ylabel: ([_num(r["ci_low"]) for r in rows], [_num(r["ci_high"]) for r in rows])})
+    fig = _bars(
+        cats,
+        {ylabel: values},
+        ylabel,
+        errors={ylabel: ([_num(r["ci_low"]) for r in rows], [_num(r["ci_high"]) for r in rows])},
+    )
     notes = [f"{category(r)}: {r[k_key]} of {r[n_key]} = {_pct(r[share])}" for r in rows]
     return notes, fig
 
 
 def _error_plan(rows):
-    notes, fig = _share_bars(rows, lambda r: f"{r['model']} {r['test_set']}", "share_probe_true", "n_probed",
-                             "n_probe_true", "share with probe nece(A) = true")
-    notes = [n + f" of the probed unnecessary A ({r['n_unnecessary']} unnecessary A in {r['n_solutions']} "
-             f"correct solutions)" for n, r in zip(notes, rows)]
+    notes, fig = _share_bars(
+        rows,
+        lambda r: f"{r['model']} {r['test_set']}",
+        "share_probe_true",
+        "n_probed",
+        "n_probe_true",
+        "share with probe nece(A) = true",
+    )
+    notes = [
+        n + f" of the probed unnecessary A ({r['n_unnecessary']} unnecessary A in {r['n_solutions']} correct solutions)"
+        for n, r in zip(notes, rows)
+    ]
     return notes, fig
 
 
 def _error_ready(rows):
     rows = [r for r in rows if r["test_set"] == "all"]
-    notes, fig = _share_bars(rows, lambda r: f"{r['model']} {r['task']}", "share_probe_false", "n_matched",
-                             "n_probe_false", "share with probe = false")
-    notes = [n + f" of the matched first wrong A say false ({r['n_wrong']} wrong solutions, "
-             f"{r['n_exact_state']} matched at the exact state)" for n, r in zip(notes, rows)]
+    notes, fig = _share_bars(
+        rows,
+        lambda r: f"{r['model']} {r['task']}",
+        "share_probe_false",
+        "n_matched",
+        "n_probe_false",
+        "share with probe = false",
+    )
+    notes = [
+        n + f" of the matched first wrong A say false ({r['n_wrong']} wrong solutions, "
+        f"{r['n_exact_state']} matched at the exact state)"
+        for n, r in zip(notes, rows)
+    ]
     return notes, fig
 
 
@@ -220,8 +274,10 @@ def _depth_width(rows):
             grid[layers.index(r["n_layer"]), widths.index(r["width"])] = _num(r["best_accuracy"])
         panels.append((ts, widths, layers, grid))
         best = max(mine, key=lambda r: _num(r["best_accuracy"]))
-        notes.append(f"{ts}: best {best['model']} {_pct(best['best_accuracy'])}; " + ", ".join(
-            f"{r['model']} {_pct(r['best_accuracy'])}" for r in mine))
+        notes.append(
+            f"{ts}: best {best['model']} {_pct(best['best_accuracy'])}; "
+            + ", ".join(f"{r['model']} {_pct(r['best_accuracy'])}" for r in mine)
+        )
     return notes, _heat(panels, "width", "layers", "best accuracy")
 
 
@@ -229,15 +285,17 @@ def _layer_distance(rows):
     panels, notes = [], []
     for cid in sorted({r["checkpoint_id"] for r in rows}):
         mine = [r for r in rows if r["checkpoint_id"] == cid]
-        layers = sorted({r["layer"] for r in mine}, key=lambda l: (l == -1, l))
+        layers = sorted({r["layer"] for r in mine}, key=lambda layer: (layer == -1, layer))
         ts = sorted({r["t"] for r in mine})
         grid = np.full((len(layers), len(ts)), np.nan)
         for r in mine:
             grid[layers.index(r["layer"]), ts.index(r["t"])] = _num(r["accuracy"])
-        panels.append((mine[0]["model"], ts, ["final" if l == -1 else l for l in layers], grid))
+        panels.append((mine[0]["model"], ts, ["final" if x == -1 else x for x in layers], grid))
         last = layers[-1]
-        notes.append(f"{mine[0]['model']}: last layer " + ", ".join(
-            f"t={r['t']} {_pct(r['accuracy'])}" for r in mine if r["layer"] == last))
+        notes.append(
+            f"{mine[0]['model']}: last layer "
+            + ", ".join(f"t={r['t']} {_pct(r['accuracy'])}" for r in mine if r["layer"] == last)
+        )
     return notes, _heat(panels, "distance t to the query", "layer", "nece probe accuracy")
 
 
@@ -245,45 +303,71 @@ def _layer_distance(rows):
 # Sections: (query, title, the paper's finding (spec C.3-C.7, paraphrased), renderer)
 
 SECTIONS = [
-    ("accuracy_by_op", "E2 · Fig. 3 — accuracy by test set and decoding",
-     "Fully-correct accuracy is about 99% in distribution and degrades with the number of operations, to "
-     "about 80% at the largest out-of-distribution op; beam 4 is no better than greedy (spec C.3).",
-     _accuracy),
-    ("unnecessary", "E3 · Fig. 4 — unnecessary parameters per correct solution",
-     "On the standard test sets the model almost never computes an unnecessary parameter (shortest "
-     "solutions, a 'level-1' skill); on re-ask data about 0.5 per correct solution even at op = 32 (spec C.4).",
-     _unnecessary),
-    ("probe_accuracy", "E4 · Fig. 7a — probe accuracy per task vs baselines",
-     "The V-probe is highly accurate on all six tasks, far above the majority guess (83% on dep, 92% on "
-     "nece_next) and the same probe on a random-init model; the model plans nece(A) before writing anything "
-     "and tracks known/value/can_next/nece_next while solving; can_next ≈ 99% (spec C.5).",
-     _probe_accuracy),
-    ("probe_unnecessary", "E5 · Fig. 7b — dep and can_next for unnecessary A",
-     "dep(A, B) and can_next(A) stay accurate for unnecessary A: the model computes the all-pair dependency "
-     "graph, a 'level-2' skill the training data never requires (spec C.5).",
-     _probe_accuracy),
-    ("probe_by_label", "E6 · Fig. 12 — dep and nece_next on positives / negatives",
-     "Split by the true label the probe is accurate on both sides: its accuracy is no majority guess "
-     "(spec C.5).",
-     _probe_by_label),
-    ("error_unnecessary_plan", "E7 · Fig. 8a — unnecessary steps come from a wrong plan",
-     "In correct re-ask solutions with unnecessary parameters A, the nece(A) probe at the end of the "
-     "question is often wrongly true: the extra steps were planned before the solution started (no number "
-     "given; a high share confirms it) (spec C.6a).",
-     _error_plan),
-    ("error_not_ready", "E8 · Fig. 8b — wrong steps: the model believed A was ready",
-     "For the first wrong parameter A of a wrong solution whose true can_next(A) / nece_next(A) is false, "
-     "the probe often does not say false: the model believed A computable, so mistakes are systematic and "
-     "predictable from its state (Part 2.2: can_next says false for ≈60%) (spec C.6b).",
-     _error_ready),
-    ("depth_width", "E9 · Fig. 9 — depth × width",
-     "Best of 2 seeds × beam {1, 4}: 4-layer models underperform even at 1920 dims; 20-layer 576-dim does "
-     "very well: accuracy tracks depth, not size (spec C.7).",
-     _depth_width),
-    ("layer_distance", "E10 · Figs. 10/14 — nece probe per layer × distance",
-     "Shallow layers get nece(A) right for parameters close to the query; larger distances t need deeper "
-     "layers (spec C.7).",
-     _layer_distance),
+    (
+        "accuracy_by_op",
+        "E2 · Fig. 3 — accuracy by test set and decoding",
+        "Fully-correct accuracy is about 99% in distribution and degrades with the number of operations, to "
+        "about 80% at the largest out-of-distribution op; beam 4 is no better than greedy (spec C.3).",
+        _accuracy,
+    ),
+    (
+        "unnecessary",
+        "E3 · Fig. 4 — unnecessary parameters per correct solution",
+        "On the standard test sets the model almost never computes an unnecessary parameter (shortest "
+        "solutions, a 'level-1' skill); on re-ask data about 0.5 per correct solution even at op = 32 (spec C.4).",
+        _unnecessary,
+    ),
+    (
+        "probe_accuracy",
+        "E4 · Fig. 7a — probe accuracy per task vs baselines",
+        "The V-probe is highly accurate on all six tasks, far above the majority guess (83% on dep, 92% on "
+        "nece_next) and the same probe on a random-init model; the model plans nece(A) before writing anything "
+        "and tracks known/value/can_next/nece_next while solving; can_next ≈ 99% (spec C.5).",
+        _probe_accuracy,
+    ),
+    (
+        "probe_unnecessary",
+        "E5 · Fig. 7b — dep and can_next for unnecessary A",
+        "dep(A, B) and can_next(A) stay accurate for unnecessary A: the model computes the all-pair dependency "
+        "graph, a 'level-2' skill the training data never requires (spec C.5).",
+        _probe_accuracy,
+    ),
+    (
+        "probe_by_label",
+        "E6 · Fig. 12 — dep and nece_next on positives / negatives",
+        "Split by the true label the probe is accurate on both sides: its accuracy is no majority guess (spec C.5).",
+        _probe_by_label,
+    ),
+    (
+        "error_unnecessary_plan",
+        "E7 · Fig. 8a — unnecessary steps come from a wrong plan",
+        "In correct re-ask solutions with unnecessary parameters A, the nece(A) probe at the end of the "
+        "question is often wrongly true: the extra steps were planned before the solution started (no number "
+        "given; a high share confirms it) (spec C.6a).",
+        _error_plan,
+    ),
+    (
+        "error_not_ready",
+        "E8 · Fig. 8b — wrong steps: the model believed A was ready",
+        "For the first wrong parameter A of a wrong solution whose true can_next(A) / nece_next(A) is false, "
+        "the probe often does not say false: the model believed A computable, so mistakes are systematic and "
+        "predictable from its state (Part 2.2: can_next says false for ≈60%) (spec C.6b).",
+        _error_ready,
+    ),
+    (
+        "depth_width",
+        "E9 · Fig. 9 — depth × width",
+        "Best of 2 seeds × beam {1, 4}: 4-layer models underperform even at 1920 dims; 20-layer 576-dim does "
+        "very well: accuracy tracks depth, not size (spec C.7).",
+        _depth_width,
+    ),
+    (
+        "layer_distance",
+        "E10 · Figs. 10/14 — nece probe per layer × distance",
+        "Shallow layers get nece(A) right for parameters close to the query; larger distances t need deeper "
+        "layers (spec C.7).",
+        _layer_distance,
+    ),
 ]
 assert [s[0] for s in SECTIONS] == list(QUERIES)
 
@@ -298,15 +382,19 @@ def _png(fig) -> bytes:
 def _html_table(table, max_rows: int = 60) -> str:
     cols = table.column_names
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(queries.cell(r[c]))}</td>" for c in cols) + "</tr>"
-                   for r in table.slice(0, max_rows).to_pylist())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(queries.cell(r[c]))}</td>" for c in cols) + "</tr>"
+        for r in table.slice(0, max_rows).to_pylist()
+    )
     more = f"<p>{table.num_rows - max_rows} more rows not shown.</p>" if table.num_rows > max_rows else ""
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
 def _section(name: str, title: str, finding: str, render, table) -> str:
-    out = [f'<section id="{name}"><h2>{html.escape(title)}</h2>',
-           f'<p class="paper"><b>Paper:</b> {html.escape(finding)}</p>']
+    out = [
+        f'<section id="{name}"><h2>{html.escape(title)}</h2>',
+        f'<p class="paper"><b>Paper:</b> {html.escape(finding)}</p>',
+    ]
     if table.num_rows == 0:
         out.append('<p class="nodata"><b>Ours:</b> no data yet.</p>')
     else:
@@ -318,8 +406,10 @@ def _section(name: str, title: str, finding: str, render, table) -> str:
         except Exception as e:  # a plot bug must not cost the rest of the page: say so, show the rows
             plt.close("all")
             out.append(f'<p class="nodata">plot failed: {html.escape(type(e).__name__)}: {html.escape(str(e))}</p>')
-        out.append(f"<details><summary>{table.num_rows} rows (query <code>{name}</code>)</summary>"
-                   f"{_html_table(table)}</details>")
+        out.append(
+            f"<details><summary>{table.num_rows} rows (query <code>{name}</code>)</summary>"
+            f"{_html_table(table)}</details>"
+        )
     return "\n".join(out) + "</section>"
 
 
@@ -336,11 +426,13 @@ def build_report(out_dir: str, root: str | None = None) -> str:
     root = storage.root() if root is None else root
     tables = queries.run_queries(QUERIES, root)
     sections = [_section(name, title, finding, render, tables[name]) for name, title, finding, render in SECTIONS]
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>physlm report</title>'
-            f"<style>{STYLE}</style></head><body><h1>physlm report — Physics of LMs 2.1 (iGSM)</h1>"
-            f"<p>Root <code>{html.escape(root)}</code>. Each section: the paper's finding, our value "
-            f"from the canned query of the same name (<code>physlm sql --query NAME</code>), the plot, "
-            f"the rows.</p>\n" + "\n".join(sections) + "</body></html>\n")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>physlm report</title>'
+        f"<style>{STYLE}</style></head><body><h1>physlm report — Physics of LMs 2.1 (iGSM)</h1>"
+        f"<p>Root <code>{html.escape(root)}</code>. Each section: the paper's finding, our value "
+        f"from the canned query of the same name (<code>physlm sql --query NAME</code>), the plot, "
+        f"the rows.</p>\n" + "\n".join(sections) + "</body></html>\n"
+    )
     url = storage.join(out_dir, "index.html")
     # The page is a pure function of the warehouse (no clock in it): an unchanged page is not rewritten, so a
     # rerun over cached results touches nothing.

@@ -19,7 +19,7 @@ Read-only: the views read files lazily, so DuckDB needs external (file) access a
 switched off. Instead every statement is classified by DuckDB's own parser (`extract_statements`) and
 only SELECT-type statements (SELECT, WITH, FROM-first, VALUES, DESCRIBE, SHOW, SUMMARIZE) and EXPLAIN of
 one run; COPY, CREATE, INSERT, ATTACH, SET, PRAGMA, CALL, EXPORT ... are refused before anything runs,
-so no query can write under the root (or anywhere). 
+so no query can write under the root (or anywhere).
 """
 
 from __future__ import annotations
@@ -100,8 +100,10 @@ def _check(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise QueryError(f"expected exactly one statement, got {len(statements)}")
     st = statements[0]
     if st.type not in ALLOWED:
-        raise QueryError(f"only read-only queries (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are "
-                         f"allowed; got a {st.type.name} statement")
+        raise QueryError(
+            f"only read-only queries (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) are "
+            f"allowed; got a {st.type.name} statement"
+        )
     if st.type == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: check that one too
         inner = re.sub(r"^\s*explain\s+(analyze\s+)?", "", st.query, flags=re.IGNORECASE)
         _check(con, inner)

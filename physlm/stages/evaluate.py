@@ -35,6 +35,7 @@ NAME = "evaluate"
 GPU = True
 VERSION = 1
 
+
 class PhyslmCodec:
     """Prompts and output parsing for our models: the paper's token framing (spec A.8)."""
 
@@ -77,9 +78,15 @@ class EvalOptions:
     seed: int = 0
 
 
-def evaluate_rows(model, codec, rows: list[dict], test_set: str, checkpoint_id: str,
-                  decodings: tuple[decode.Decoding, ...] = (decode.GREEDY,),
-                  opts: EvalOptions = EvalOptions()) -> list[dict]:
+def evaluate_rows(
+    model,
+    codec,
+    rows: list[dict],
+    test_set: str,
+    checkpoint_id: str,
+    decodings: tuple[decode.Decoding, ...] = (decode.GREEDY,),
+    opts: EvalOptions = EvalOptions(),
+) -> list[dict]:
     """Decode every problem row with each decoding and score it; returns ``generations`` rows."""
     prompts = [codec.prompt(r["problem"]) for r in rows]
     out = []
@@ -89,11 +96,32 @@ def evaluate_rows(model, codec, rows: list[dict], test_set: str, checkpoint_id: 
         for r, (ids, ended) in zip(rows, results):
             text, solution, answer = codec.parse(ids)
             s = score(record.graph_of(r), solution, answer, ended)
-            out.append({"checkpoint_id": checkpoint_id, "problem_id": r["id"], "test_set": test_set,
-                        "op": r["op"], "decoding": dec.name, "output": text, "n_tokens": len(ids),
-                        "ended": ended, "answer": answer, **{k: s[k] for k in (
-                            "correct", "answer_correct", "n_unnecessary", "unnecessary", "first_wrong_param",
-                            "error", "errors", "true_answer")}})
+            out.append(
+                {
+                    "checkpoint_id": checkpoint_id,
+                    "problem_id": r["id"],
+                    "test_set": test_set,
+                    "op": r["op"],
+                    "decoding": dec.name,
+                    "output": text,
+                    "n_tokens": len(ids),
+                    "ended": ended,
+                    "answer": answer,
+                    **{
+                        k: s[k]
+                        for k in (
+                            "correct",
+                            "answer_correct",
+                            "n_unnecessary",
+                            "unnecessary",
+                            "first_wrong_param",
+                            "error",
+                            "errors",
+                            "true_answer",
+                        )
+                    },
+                }
+            )
     return out
 
 
@@ -109,16 +137,19 @@ def write_results(rows: list[dict], folder: str) -> dict:
 
 def markdown(acc: list[dict]) -> str:
     """The accuracy table as markdown (op -1 = all ops of the test set pooled)."""
-    lines = ["| checkpoint | test set | op | decoding | n | accuracy | 95% CI | answer acc. | unnecessary |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| checkpoint | test set | op | decoding | n | accuracy | 95% CI | answer acc. | unnecessary |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for a in acc:
         unn = "-" if a["mean_unnecessary"] is None else f"{a['mean_unnecessary']:.2f}"
         op = "all" if a["op"] == -1 else a["op"]
-        lines.append(f"| {a['checkpoint_id']} | {a['test_set']} | {op} | {a['decoding']} | {a['n']} | "
-                     f"{a['accuracy']:.1%} | {a['ci_low']:.1%}–{a['ci_high']:.1%} | {a['answer_accuracy']:.1%} | "
-                     f"{unn} |")
+        lines.append(
+            f"| {a['checkpoint_id']} | {a['test_set']} | {op} | {a['decoding']} | {a['n']} | "
+            f"{a['accuracy']:.1%} | {a['ci_low']:.1%}–{a['ci_high']:.1%} | {a['answer_accuracy']:.1%} | "
+            f"{unn} |"
+        )
     return "\n".join(lines) + "\n"
-
 
 
 def require_local_folder(folder: str, kind: str = "model") -> None:
@@ -128,8 +159,10 @@ def require_local_folder(folder: str, kind: str = "model") -> None:
 
     marker = {"model": "config.json", "tokenizer": "tokenizer_config.json"}[kind]
     if not os.path.isfile(os.path.join(folder, marker)):
-        raise FileNotFoundError(f"{folder} is not a {kind} folder (not a local transformers {kind} folder: "
-                                f"{marker} missing; save_pretrained writes one)")
+        raise FileNotFoundError(
+            f"{folder} is not a {kind} folder (not a local transformers {kind} folder: "
+            f"{marker} missing; save_pretrained writes one)"
+        )
 
 
 def load_external(model_dir: str, tokenizer_dir: str | None = None):
@@ -171,9 +204,14 @@ def read_test_sets(folders: dict[str, str], limit: int = 0) -> dict[str, list[di
     return {name: read_shards(folder).to_pylist()[: limit or None] for name, folder in folders.items()}
 
 
-def evaluate_sets(model, codec, problems: dict[str, list[dict]], checkpoint_id: str,
-                  decodings: tuple[decode.Decoding, ...] = (decode.GREEDY,),
-                  opts: EvalOptions = EvalOptions()) -> list[dict]:
+def evaluate_sets(
+    model,
+    codec,
+    problems: dict[str, list[dict]],
+    checkpoint_id: str,
+    decodings: tuple[decode.Decoding, ...] = (decode.GREEDY,),
+    opts: EvalOptions = EvalOptions(),
+) -> list[dict]:
     """``generations`` rows of every test set (``evaluate_rows`` of each, in order)."""
     rows = []
     for name, rows_of_set in problems.items():

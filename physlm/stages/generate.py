@@ -42,9 +42,14 @@ VERSION = 1
 def plan(preset: Preset) -> list[Step]:
     """One generate step per dataset of the preset, "train" first."""
     d = preset.data
-    return [Step(NAME, GenerateConfig(dataset=name, gen=gen, seed=d.seed, count=count,
-                                      per_shard=min(d.problems_per_shard, count)), version=VERSION)
-            for name, (gen, count) in d.datasets().items()]
+    return [
+        Step(
+            NAME,
+            GenerateConfig(dataset=name, gen=gen, seed=d.seed, count=count, per_shard=min(d.problems_per_shard, count)),
+            version=VERSION,
+        )
+        for name, (gen, count) in d.datasets().items()
+    ]
 
 
 def dataset_step(preset: Preset, dataset: str) -> Step:
@@ -72,8 +77,16 @@ def parts(step: Step) -> list[int]:
 # ---------------------------------------------------------------------------------------------------------
 # Shards, in this process or in a pool of spawned ones
 
-_ENV = ("PHYSLM_ROOT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
+_ENV = (
+    "PHYSLM_ROOT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 _pools: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -142,8 +155,7 @@ def finalize(step: Step, force: bool = False, root: str | None = None) -> str:
         expected = {SHARD.format(i): cfg.shard_size(i) for i in range(cfg.n_shards)}
         if rows != expected:
             raise ValueError(f"generate {cfg.dataset}: shard row counts {rows} differ from {expected}")
-        return {"rows": rows, "rows_total": sum(rows.values()), "dataset": cfg.dataset,
-                "schema": record.SCHEMA.names}
+        return {"rows": rows, "rows_total": sum(rows.values()), "dataset": cfg.dataset, "schema": record.SCHEMA.names}
 
     return finalize_parts(step, shard_names(step), info=info, force=force, root=root)
 

@@ -49,11 +49,13 @@ def plan(preset: Preset) -> list[Step]:
 
 
 def probe_step(preset: Preset) -> Step:
-    inputs = {"train": train.train_step(preset).path(),
-              "train_data": generate.dataset_step(preset, TRAIN).path(),
-              "test_id": generate.dataset_step(preset, TEST_ID).path(),
-              "test_reask": generate.dataset_step(preset, TEST_REASK).path(),
-              "evaluate": evaluate.evaluate_step(preset).path()}
+    inputs = {
+        "train": train.train_step(preset).path(),
+        "train_data": generate.dataset_step(preset, TRAIN).path(),
+        "test_id": generate.dataset_step(preset, TEST_ID).path(),
+        "test_reask": generate.dataset_step(preset, TEST_REASK).path(),
+        "evaluate": evaluate.evaluate_step(preset).path(),
+    }
     return Step(NAME, preset.probe, inputs=inputs, version=VERSION)
 
 
@@ -90,8 +92,13 @@ def load_inputs(step: Step) -> Inputs:
     test_rows = read_shards(step.inputs["test_id"]).slice(0, cfg.test_problems).to_pylist()
     if any(r["split"] != "train" for r in train_rows) or any(r["split"] != "test" for r in test_rows):
         raise ValueError("probe: train problems must have template hash < train_bins, test problems >=")
-    return Inputs(checkpoint.load_model(train_path), evaluate.load_tokenizer(train_path),
-                  train.final_checkpoint_id(train_path), train_rows, test_rows)
+    return Inputs(
+        checkpoint.load_model(train_path),
+        evaluate.load_tokenizer(train_path),
+        train.final_checkpoint_id(train_path),
+        train_rows,
+        test_rows,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- E4-E6, E10
@@ -206,7 +213,7 @@ def _defined_name(sentence: str) -> str | None:
     head = sentence.split("; ", 1)[0]
     if " BACK" in sentence or not head.startswith("Define ") or " as " not in head:
         return None
-    return head[len("Define "):].rpartition(" as ")[0] or None
+    return head[len("Define ") :].rpartition(" as ")[0] or None
 
 
 def first_wrong_probe(row: dict, solution: str, first_wrong_param: str | None = None):
@@ -225,7 +232,7 @@ def first_wrong_probe(row: dict, solution: str, first_wrong_param: str | None = 
     a = index.get(mistake.param)
     if a is None:
         return None
-    before = sentences(solution)[:mistake.step]  # the checker's sentences, up to the one it blames
+    before = sentences(solution)[: mistake.step]  # the checker's sentences, up to the one it blames
     cut = before[-1].end if before else 0  # right after the "." (no space)
     known = {index[n] for n in (_defined_name(x.text) for x in before) if n in index}
     can = a not in known and all(q in known for q in g.preds[a])
@@ -247,14 +254,20 @@ def run(step: Step, force: bool = False) -> str:
         x = load_inputs(step)
         preds, metrics, probes = fit(cfg, x)
         gens = greedy_generations(step)
-        problems = {name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()}
-                    for name in (TEST_ID, TEST_REASK)}
+        problems = {
+            name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()} for name in (TEST_ID, TEST_REASK)
+        }
         e7 = e7_rows(cfg, x, probes["nece"], gens, problems[TEST_REASK]) if "nece" in probes else []
         e8 = e8_rows(cfg, x, {t: probes[t] for t in ("can_next", "nece_next") if t in probes}, gens, problems)
         write(out, preds + e7 + e8, metrics)
-        return {"checkpoint_id": x.cid, "random_init_seed": cfg.random_init_seed,
-                "predictions": len(preds) + len(e7) + len(e8), "metrics": len(metrics),
-                "reask_all_params": len(e7), "first_wrong": len(e8)}
+        return {
+            "checkpoint_id": x.cid,
+            "random_init_seed": cfg.random_init_seed,
+            "predictions": len(preds) + len(e7) + len(e8),
+            "metrics": len(metrics),
+            "reask_all_params": len(e7),
+            "first_wrong": len(e8),
+        }
 
     return run_step(step, body, force=force)
 
@@ -268,10 +281,14 @@ def write(out: str, preds: list[dict], metrics: list[dict]) -> None:
 def metrics_markdown(metrics: list[dict]) -> str:
     rows = [m for m in metrics if m["slice"] == "all"]
     rows.sort(key=lambda m: (m["task"], m["layer"] != -1, m["layer"], m["baseline"] != "vprobe", m["baseline"]))
-    lines = ["| checkpoint | task | layer | baseline | n | accuracy | MCC | majority acc. |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| checkpoint | task | layer | baseline | n | accuracy | MCC | majority acc. |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in rows:
         mcc = "-" if m["mcc"] is None else f"{m['mcc']:.3f}"
-        lines.append(f"| {m['checkpoint_id']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
-                     f"{m['accuracy']:.3f} | {mcc} | {m['majority_accuracy']:.3f} |")
+        lines.append(
+            f"| {m['checkpoint_id']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
+            f"{m['accuracy']:.3f} | {mcc} | {m['majority_accuracy']:.3f} |"
+        )
     return "\n".join(lines) + "\n"

@@ -56,8 +56,11 @@ def cells(preset: Preset, seeds, overrides=()) -> list[tuple[str, list[str]]]:
         raise SweepError(f"preset {preset.name!r} has no grid (set grid=GPT2-2-2,GPT2-4-2 or use a grid-* preset)")
     if not seeds or len(set(seeds)) != len(seeds):
         raise SweepError(f"seeds: expected distinct seeds, got {list(seeds)}")
-    return [(cell_name(shape, seed), [*overrides, f"model.shape={shape}", f"train.seed={seed}"])
-            for shape in preset.grid for seed in seeds]
+    return [
+        (cell_name(shape, seed), [*overrides, f"model.shape={shape}", f"train.seed={seed}"])
+        for shape in preset.grid
+        for seed in seeds
+    ]
 
 
 def cell_preset(preset: Preset, cell_overrides: list[str]) -> Preset:
@@ -67,8 +70,9 @@ def cell_preset(preset: Preset, cell_overrides: list[str]) -> Preset:
 
 def cell_eval_paths(preset: Preset, seeds, overrides=()) -> dict[str, str]:
     """`{cell name: evaluate step path}` of every cell (nothing is run)."""
-    return {name: evaluate.evaluate_step(cell_preset(preset, ovr)).path()
-            for name, ovr in cells(preset, seeds, overrides)}
+    return {
+        name: evaluate.evaluate_step(cell_preset(preset, ovr)).path() for name, ovr in cells(preset, seeds, overrides)
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -80,8 +84,9 @@ def sweep_step(preset: Preset, seeds, cell_eval_paths: dict[str, str]) -> Step:
     seeds = tuple(int(s) for s in seeds)
     want = [cell_name(shape, seed) for shape in preset.grid for seed in seeds]
     if sorted(want) != sorted(cell_eval_paths):
-        raise SweepError(f"sweep {preset.name}: cell paths {sorted(cell_eval_paths)} do not match the grid x seeds "
-                         f"{sorted(want)}")
+        raise SweepError(
+            f"sweep {preset.name}: cell paths {sorted(cell_eval_paths)} do not match the grid x seeds {sorted(want)}"
+        )
     cfg = SweepConfig(grid=tuple(preset.grid), seeds=seeds, preset=preset.name)
     return Step(NAME, cfg, inputs={name: cell_eval_paths[name] for name in want}, version=VERSION)
 
@@ -98,8 +103,13 @@ def describe(step: Step) -> str:
 
 def shape_sizes(shape: str) -> dict:
     mc = ModelConfig.from_name(shape)
-    return {"model": shape, "n_layer": mc.n_layer, "n_head": mc.n_head, "width": mc.width,
-            "params": mc.non_embedding_params()}
+    return {
+        "model": shape,
+        "n_layer": mc.n_layer,
+        "n_head": mc.n_head,
+        "width": mc.width,
+        "params": mc.non_embedding_params(),
+    }
 
 
 def sweep_rows(cfg: SweepConfig, sweep_id: str, accuracy: dict[str, pa.Table]) -> list[dict]:
@@ -114,9 +124,19 @@ def sweep_rows(cfg: SweepConfig, sweep_id: str, accuracy: dict[str, pa.Table]) -
             if not pooled:
                 raise SweepError(f"sweep cell {name}: its accuracy table has no pooled (op = -1) rows")
             for a in pooled:
-                rows.append({"sweep_id": sweep_id, "cell": name, **sizes, "seed": seed, "test_set": a["test_set"],
-                             "decoding": a["decoding"], "accuracy": float(a["accuracy"]), "n": int(a["n"]),
-                             "best": False})
+                rows.append(
+                    {
+                        "sweep_id": sweep_id,
+                        "cell": name,
+                        **sizes,
+                        "seed": seed,
+                        "test_set": a["test_set"],
+                        "decoding": a["decoding"],
+                        "accuracy": float(a["accuracy"]),
+                        "n": int(a["n"]),
+                        "best": False,
+                    }
+                )
     best: dict[tuple, dict] = {}
     for r in rows:
         key = (r["model"], r["test_set"])
@@ -125,8 +145,15 @@ def sweep_rows(cfg: SweepConfig, sweep_id: str, accuracy: dict[str, pa.Table]) -
             best[key] = (rank, r)
     for _, r in best.values():
         r["best"] = True
-    rows.sort(key=lambda r: (r["n_layer"], r["width"], r["seed"], test_set_order(r["test_set"]),
-                             DECODING_ORDER.get(r["decoding"], 9)))
+    rows.sort(
+        key=lambda r: (
+            r["n_layer"],
+            r["width"],
+            r["seed"],
+            test_set_order(r["test_set"]),
+            DECODING_ORDER.get(r["decoding"], 9),
+        )
+    )
     return rows
 
 
@@ -136,8 +163,10 @@ def markdown(rows: list[dict]) -> str:
     sets = sorted({r["test_set"] for r in best}, key=test_set_order)
     models = sorted({(r["n_layer"], r["width"], r["model"], r["params"]) for r in best})
     cell = {(r["model"], r["test_set"]): r for r in best}
-    lines = ["| model | layers | width | params | " + " | ".join(sets) + " |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in sets) + " |"]
+    lines = [
+        "| model | layers | width | params | " + " | ".join(sets) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in sets) + " |",
+    ]
     for n_layer, width, model, params in models:
         vals = []
         for s in sets:

@@ -35,8 +35,7 @@ def plan(preset: Preset) -> list[Step]:
 
 
 def train_step(preset: Preset) -> Step:
-    cfg = TrainStepConfig(model=preset.model, train=preset.train, tokenizer=preset.tokenizer,
-                          online=preset.data.online)
+    cfg = TrainStepConfig(model=preset.model, train=preset.train, tokenizer=preset.tokenizer, online=preset.data.online)
     return Step(NAME, cfg, inputs={"data": generate.dataset_step(preset, "train").path()}, version=VERSION)
 
 
@@ -60,8 +59,9 @@ def _unit_lengths(gen, kind: str) -> tuple[int, ...]:
     from physlm.model.data import encode_units
 
     probs = [make_problem(gen, 10_000_019 + i) for i in range(FIT_SAMPLE)]
-    units = encode_units(tokenizer_for(kind), [p.problem for p in probs], [p.solution for p in probs],
-                         [p.answer for p in probs])
+    units = encode_units(
+        tokenizer_for(kind), [p.problem for p in probs], [p.solution for p in probs], [p.answer for p in probs]
+    )
     return tuple(sorted(len(u.ids) for u in units))
 
 
@@ -71,9 +71,11 @@ def check_context(cfg: TrainStepConfig, gen) -> None:
     lengths = _unit_lengths(gen, cfg.tokenizer)
     fit = sum(n <= cfg.model.n_ctx - 1 for n in lengths)
     if fit < len(lengths) / 2:
-        raise ConfigError(f"model.n_ctx: {cfg.model.n_ctx} tokens is shorter than most problems of family "
-                          f"{gen.family.name!r} ({fit} of {len(lengths)} sampled fit; median "
-                          f"{lengths[len(lengths) // 2]} tokens, longest {lengths[-1]}); raise model.n_ctx")
+        raise ConfigError(
+            f"model.n_ctx: {cfg.model.n_ctx} tokens is shorter than most problems of family "
+            f"{gen.family.name!r} ({fit} of {len(lengths)} sampled fit; median "
+            f"{lengths[len(lengths) // 2]} tokens, longest {lengths[-1]}); raise model.n_ctx"
+        )
 
 
 def check_preset(preset: Preset) -> None:

@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 import torch
-from safetensors.torch import load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from physlm.store import storage
 
@@ -76,8 +77,16 @@ def save(folder: str, step: int, model: torch.nn.Module, optimizer, meta: dict, 
     torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(), **extra}, buf)
     storage.write_bytes(storage.join(folder, STATE.format(step)), buf.getvalue())
     url = storage.join(folder, META.format(step))
-    storage.write_json(url, {**meta, "step": step, "created_at": time.time(),
-                             "model_file": MODEL.format(step), "state_file": STATE.format(step)})
+    storage.write_json(
+        url,
+        {
+            **meta,
+            "step": step,
+            "created_at": time.time(),
+            "model_file": MODEL.format(step),
+            "state_file": STATE.format(step),
+        },
+    )
     return url
 
 
@@ -92,8 +101,9 @@ def load_weights(folder: str, step: int, model: torch.nn.Module) -> None:
 
 def load_state(folder: str, step: int) -> dict:
     """The resumable state of checkpoint ``step`` (optimizer, rng, and what ``save`` got in ``extra``)."""
-    return torch.load(io.BytesIO(storage.read_bytes(storage.join(folder, STATE.format(step)))),
-                      map_location="cpu", weights_only=False)
+    return torch.load(
+        io.BytesIO(storage.read_bytes(storage.join(folder, STATE.format(step)))), map_location="cpu", weights_only=False
+    )
 
 
 def meta_url(folder: str, step: int) -> str:

@@ -36,12 +36,23 @@ def row_from_meta(meta: dict, data_hash: str, train_hash: str) -> dict:
     from physlm.config import ModelConfig
 
     mc = ModelConfig(**meta["model_config"])
-    return {"checkpoint_id": checkpoint_id(meta["path"]), "model": mc.name, "n_layer": mc.n_layer,
-            "n_head": mc.n_head, "width": mc.width, "params": mc.params(),
-            "non_embedding_params": mc.non_embedding_params(), "data_hash": data_hash, "train_hash": train_hash,
-            "step": meta["step"], "tokens_seen": meta["tokens_seen"], "loss": meta.get("loss"),
-            "final": meta["step"] >= meta["train_config"]["steps"], "path": meta["path"],
-            "created_at": int(meta.get("created_at", time.time()) * 1e6)}
+    return {
+        "checkpoint_id": checkpoint_id(meta["path"]),
+        "model": mc.name,
+        "n_layer": mc.n_layer,
+        "n_head": mc.n_head,
+        "width": mc.width,
+        "params": mc.params(),
+        "non_embedding_params": mc.non_embedding_params(),
+        "data_hash": data_hash,
+        "train_hash": train_hash,
+        "step": meta["step"],
+        "tokens_seen": meta["tokens_seen"],
+        "loss": meta.get("loss"),
+        "final": meta["step"] >= meta["train_config"]["steps"],
+        "path": meta["path"],
+        "created_at": int(meta.get("created_at", time.time()) * 1e6),
+    }
 
 
 def register(row: dict, root: str | None = None) -> str:
@@ -67,6 +78,9 @@ def list_checkpoints(root: str | None = None) -> pa.Table:
 
 def latest(train_hash: str, root: str | None = None, final_only: bool = False) -> dict | None:
     """The row with the highest step of a train step hash (``final_only``: only a finished run's), or None."""
-    rows = [r for r in list_checkpoints(root).to_pylist()
-            if r["train_hash"] == train_hash and (r["final"] or not final_only)]
+    rows = [
+        r
+        for r in list_checkpoints(root).to_pylist()
+        if r["train_hash"] == train_hash and (r["final"] or not final_only)
+    ]
     return max(rows, key=lambda r: (r["step"], r["created_at"])) if rows else None

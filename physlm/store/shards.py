@@ -20,10 +20,10 @@ import hashlib
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from physlm.store import steps, storage
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
+from physlm.store import steps, storage
 
 SHARD = "shard_{:05d}.parquet"
 
@@ -48,8 +48,10 @@ def problem_id(dataset: str, shard: int, index: int) -> str:
 def generate_shard(cfg: GenConfig, base_seed: int, dataset: str, shard: int, count: int) -> pa.Table:
     """``count`` problems of one shard as an Arrow table with the record schema."""
     s = shard_seed(base_seed, dataset, shard)
-    rows = [record.row(generate(cfg, problem_seed(s, j)), problem_id(dataset, shard, j), dataset,
-                       cfg.train_bins) for j in range(count)]
+    rows = [
+        record.row(generate(cfg, problem_seed(s, j)), problem_id(dataset, shard, j), dataset, cfg.train_bins)
+        for j in range(count)
+    ]
     return record.table(rows)
 
 
@@ -87,8 +89,7 @@ def read_shards(folder: str, columns: list[str] | None = None, rank: int = 0, wo
         urls = shard_urls(folder, rank, world)
         return storage.read_parquet(urls, columns=columns) if urls else empty
     names = sorted(recorded)[rank::world]
-    tables = [pq.read_table(pa.BufferReader(steps.read_checked(folder, n, recorded)), columns=columns)
-              for n in names]
+    tables = [pq.read_table(pa.BufferReader(steps.read_checked(folder, n, recorded)), columns=columns) for n in names]
     if not tables:
         return empty
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

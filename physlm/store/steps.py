@@ -61,7 +61,7 @@ import time
 import types
 import typing
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from physlm import __version__
 from physlm.store import storage
@@ -184,11 +184,12 @@ def _input_id(path: str, root: str) -> str:
     p = str(path).rstrip("/")
     if not storage.is_s3(p):
         p = os.path.normpath(os.path.abspath(p))
-    return p[len(root) + 1:] if p.startswith(root + "/") else p
+    return p[len(root) + 1 :] if p.startswith(root + "/") else p
 
 
-def hash_payload(name: str, config, inputs: dict[str, str] | None = None, version: int = 1,
-                 root: str | None = None) -> dict:
+def hash_payload(
+    name: str, config, inputs: dict[str, str] | None = None, version: int = 1, root: str | None = None
+) -> dict:
     """Exactly what `step_hash` hashes (also recorded in step.json, so any hash can be recomputed)."""
     if not _NAME.match(name):
         raise ValueError(f"step name {name!r}: use letters, digits, '_', '-', '.' (no '/')")
@@ -216,8 +217,9 @@ def _digest(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LEN]
 
 
-def step_hash(name: str, config, inputs: dict[str, str] | None = None, version: int = 1,
-              root: str | None = None) -> str:
+def step_hash(
+    name: str, config, inputs: dict[str, str] | None = None, version: int = 1, root: str | None = None
+) -> str:
     """First 8 hex digits of sha256 over the canonical JSON of `hash_payload` (see module docstring)."""
     return _digest(hash_payload(name, config, inputs, version, root))
 
@@ -261,8 +263,10 @@ def _done(path: str) -> bool:
 def require_done(path: str) -> str:
     """Return `path` if it is a finished step folder, else raise `StepNotDone`."""
     if not _done(path):
-        raise StepNotDone(f"{path} is not a finished step (no {SUCCESS}): it is missing, still being "
-                          "written, or its run failed; run that step before reading its output")
+        raise StepNotDone(
+            f"{path} is not a finished step (no {SUCCESS}): it is missing, still being "
+            "written, or its run failed; run that step before reading its output"
+        )
     return path
 
 
@@ -283,8 +287,11 @@ def _file_table(folder: str) -> dict:
     """`{relative name: {size, sha256}}` for every file under a folder."""
     fs, base = storage.filesystem(folder)
     found = fs.find(base, detail=True)
-    return {p[len(base) + 1:]: {"size": int(meta["size"]), "sha256": _sha256(fs, p)}
-            for p, meta in sorted(found.items()) if p.startswith(base + "/")}
+    return {
+        p[len(base) + 1 :]: {"size": int(meta["size"]), "sha256": _sha256(fs, p)}
+        for p, meta in sorted(found.items())
+        if p.startswith(base + "/")
+    }
 
 
 def damage(step_path: str) -> dict[str, str]:
@@ -313,8 +320,10 @@ def verify(step_path: str) -> list[str]:
 
 def corrupt_message(step_path: str, rel: str, what: str) -> str:
     """The one-line error for a damaged file of a finished step, with the way to repair it."""
-    return (f"{storage.join(step_path, rel)} is damaged ({what}): the step's output no longer matches its "
-            f"step.json; repair it with `physlm repair {step_path}` (or rerun that step with --force)")
+    return (
+        f"{storage.join(step_path, rel)} is damaged ({what}): the step's output no longer matches its "
+        f"step.json; repair it with `physlm repair {step_path}` (or rerun that step with --force)"
+    )
 
 
 def read_checked(step_path: str, rel: str, files: dict | None = None) -> bytes:
@@ -356,8 +365,13 @@ def _git_sha() -> str:
     if os.environ.get("PHYSLM_GIT_SHA"):
         return os.environ["PHYSLM_GIT_SHA"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if out.returncode == 0:
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -383,7 +397,7 @@ def _json_default(obj):
 
 
 def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
 def _produce(step: Step, fn, out: str, root: str) -> None:
@@ -421,8 +435,9 @@ def _produce(step: Step, fn, out: str, root: str) -> None:
     text = json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n"
     safe = storage.scrub(text)
     if safe != text:
-        log.warning("step %s-%s: a secret from the environment appeared in step.json and was redacted",
-                    step.name, info["hash"])
+        log.warning(
+            "step %s-%s: a secret from the environment appeared in step.json and was redacted", step.name, info["hash"]
+        )
     storage.write_bytes(storage.join(out, INFO), safe.encode())
     storage.write_bytes(storage.join(out, SUCCESS), b"")
 
@@ -544,7 +559,7 @@ def write_part(step: Step, part: str, fn, force: bool = False, root: str | None 
 def _copy_part(src: str, dst: str) -> None:
     if storage.is_s3(src):
         fs, _ = storage.filesystem(src)
-        fs.copy(src[len("s3://"):], dst[len("s3://"):])
+        fs.copy(src[len("s3://") :], dst[len("s3://") :])
         return
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     try:
@@ -565,8 +580,10 @@ def finalize_parts(step: Step, parts: list[str], info=None, force: bool = False,
     if missing:
         if not force and step.done(root):  # a concurrent writer finished first and cleared the staging folder
             return step.path(root)
-        raise StepNotDone(f"step {step.name}-{step.hash}: {len(missing)} of {len(parts)} parts are not written "
-                          f"yet (first: {missing[0]}); write every part before finalizing")
+        raise StepNotDone(
+            f"step {step.name}-{step.hash}: {len(missing)} of {len(parts)} parts are not written "
+            f"yet (first: {missing[0]}); write every part before finalizing"
+        )
 
     def assemble(out: str) -> dict | None:
         for p in parts:
@@ -612,10 +629,14 @@ def load(path: str, root: str | None = None) -> Step:
         config = config_from_dict(cls, info["config"])
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         raise StepLoadError(f"{path}: cannot rebuild config {info['config_class']} from step.json: {e}") from None
-    inputs = {k: v if storage.is_s3(v) or v.startswith("/") else storage.join(root, v)
-              for k, v in info["hash_payload"]["inputs"].items()}
+    inputs = {
+        k: v if storage.is_s3(v) or v.startswith("/") else storage.join(root, v)
+        for k, v in info["hash_payload"]["inputs"].items()
+    }
     step = Step(info["name"], config, inputs, info["version"])
     if step.path(root) != path.rstrip("/"):
-        raise StepLoadError(f"{path}: its step.json now hashes to {step.path(root)} (the code changed what this "
-                            f"config means); rerun the flow that made it with --force instead")
+        raise StepLoadError(
+            f"{path}: its step.json now hashes to {step.path(root)} (the code changed what this "
+            f"config means); rerun the flow that made it with --force instead"
+        )
     return step

@@ -101,9 +101,9 @@ def filesystem(url: str):
     """`(fsspec filesystem, path without protocol)` for a local path or an `s3://` URL."""
     url = str(url)
     if is_s3(url):
-        return _s3_filesystem(), url[len("s3://"):]
+        return _s3_filesystem(), url[len("s3://") :]
     if url.startswith("file://"):
-        url = url[len("file://"):]
+        url = url[len("file://") :]
     return fsspec.filesystem("file"), os.path.abspath(url)
 
 
@@ -114,8 +114,8 @@ def _secret_values(min_len: int) -> list[str]:
 
 def scrub(text: str, min_len: int = 8) -> str:
     """Replace the value of every secret-looking environment variable (a name with a `SECRET`, `TOKEN`,
-    `PASSWORD`, `ACCESS_KEY`, `API_KEY`, ... part) found in `text` by `<redacted>`. Values shorter than `min_len` are left alone, so that toy secrets
-    like moto's `testing` do not mangle ordinary words."""
+    `PASSWORD`, `ACCESS_KEY`, `API_KEY`, ... part) found in `text` by `<redacted>`. Values shorter than
+    `min_len` are left alone, so that toy secrets like moto's `testing` do not mangle ordinary words."""
     for v in _secret_values(min_len):
         text = text.replace(v, "<redacted>")
     return text
@@ -200,7 +200,7 @@ def write_json(url: str, obj) -> None:
 def _visible(url: str, paths, base: str) -> list[str]:
     """Sorted full URLs, hiding anything below `base` whose name starts with '.' (temp files, locks and
     in-flight step folders, which exist only on local disk), as a shell does."""
-    keep = (p for p in paths if not any(c.startswith(".") for c in p[len(base):].split("/")))
+    keep = (p for p in paths if not any(c.startswith(".") for c in p[len(base) :].split("/")))
     return sorted(("s3://" + p if is_s3(url) else p) for p in keep)
 
 
