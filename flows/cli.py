@@ -39,7 +39,8 @@ def _check_root() -> None:
         fail(str(e))
 
 
-def _check(verb: str, preset: str, sets: list[str]) -> None:
+def _check(verb: str, preset: str, sets: list[str]):
+    """The resolved preset, after every check that needs no work; a one-line error otherwise."""
     from physlm.presets import resolve
     from physlm.stages import train
 
@@ -50,12 +51,31 @@ def _check(verb: str, preset: str, sets: list[str]) -> None:
     except ConfigError as e:
         fail(str(e))
     _check_root()
+    return p
 
 
-def _run_flow(verb: str, preset: str, sets: list[str], dry_run: bool, force: bool, **extra) -> None:
-    _check(verb, preset, sets)
+def _quiet(verbose: bool) -> None:
+    """Prefect's own console lines (task states, flow states) only at WARNING and above unless --verbose; the
+    Prefect API (and so the UI) still gets every log line, physlm's plan and progress included."""
     for k, v in PREFECT_DEFAULTS.items():
         os.environ.setdefault(k, v)
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # RoPE decodes past n_ctx by design
+
+
+def _run_flow(verb: str, preset: str, sets: list[str], dry_run: bool, force: bool, verbose: bool, **extra):
+    p = _check(verb, preset, sets)
+    _quiet(verbose)
+    before = None if verb == "sweep" else _plan_rows(verb, p, force)
+    if dry_run and before is not None:
+        from physlm import plan
+
+        typer.echo(f"plan for preset {p.name} (dry run):\n{plan.table(before)}")
+    elif dry_run:
+        from flows.sweep import plan_text
+
+        typer.echo(plan_text(preset, list(sets), extra["seeds"], force))
     if verb == "sweep":
         from flows.sweep import sweep as flow
     else:
@@ -63,9 +83,34 @@ def _run_flow(verb: str, preset: str, sets: list[str], dry_run: bool, force: boo
 
         flow = FLOWS[verb]
     try:
-        flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force, **extra)
+        result = flow(preset=preset, overrides=list(sets), dry_run=dry_run, force=force, **extra)
     except Exception as e:  # the flow's log already has the traceback; the CLI contract is one line
         fail(f"flow {flow.name} failed: {type(e).__name__}: {' '.join(str(e).split())[:500]}", code=1)
+    if not dry_run and before is not None:
+        _summary(p.name, before, result)
+    elif not dry_run:
+        typer.echo(f"sweep table: {result}")
+
+
+def _plan_rows(verb: str, p, force: bool) -> list[dict]:
+    from physlm import plan
+    from physlm.stages import PIPELINE
+
+    upto = "analyze" if verb == "run" else verb
+    forced = (set(PIPELINE) if verb == "run" else {verb}) if force else set()
+    return plan.rows(plan.steps(p, upto), forced)
+
+
+def _summary(name: str, rows: list[dict], result: dict) -> None:
+    """What ran, what was cached, and where each output is: one line per step."""
+    width = max(len(r["step"]) for r in rows)
+    ran = sum(r["status"] == "will-run" for r in rows)
+    typer.echo(f"{name}: {len(rows)} steps, {ran} ran, {len(rows) - ran} cached")
+    for r in rows:
+        status = "ran   " if r["status"] == "will-run" else "cached"
+        typer.echo(f"  {r['stage']:<9} {r['step']:<{width}}  {status}  {result.get(r['step'], r['path'])}")
+    if "report" in result:
+        typer.echo(f"report: {result['report']}")
 
 
 def _stage_command(verb: str):
@@ -76,8 +121,9 @@ def _stage_command(verb: str):
             False, "--dry-run", help="List each step, its hash, cached or will-run; do nothing."
         ),
         force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's full log on the console."),
     ) -> None:
-        _run_flow(verb, preset, sets, dry_run, force)
+        _run_flow(verb, preset, sets, dry_run, force, verbose)
 
     command.__doc__ = (
         "Run the whole study for a preset (the reproduce flow)."
@@ -98,9 +144,10 @@ def sweep_command(
     seeds: list[int] = typer.Option([0, 1], "--seed", help="Training seeds per shape (repeatable; paper: 2)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List each cell's steps, cached or will-run; do nothing."),
     force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's full log on the console."),
 ) -> None:
     """Run the depth x width sweep of a grid preset: every (shape, seed) cell trained, evaluated, probed."""
-    _run_flow("sweep", preset, sets, dry_run, force, seeds=list(seeds))
+    _run_flow("sweep", preset, sets, dry_run, force, verbose, seeds=list(seeds))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -84,7 +84,8 @@ def reproduce(
     dry_run: bool = False,
     force: bool = False,
 ) -> dict[str, str]:
-    """Every stage of `preset`, then the report; `force` reruns every stage."""
+    """Every stage of `preset`, then the report; `force` reruns every stage. Returns `{step id: path}` and the
+    report page under "report"."""
     paths = run_study(preset, overrides, "analyze", dry_run, set(stages.PIPELINE) if force else set())
     if not dry_run:
         page = report_task()
@@ -92,6 +93,7 @@ def reproduce(
             key="report", markdown=f"Report: `{page}` (open it in a browser)", description="physlm report of this study"
         )
         print(f"report: {page}")
+        paths["report"] = page
     return paths
 
 

@@ -54,6 +54,17 @@ def cell_steps(preset: str, overrides: list[str], seeds: list[int]) -> dict[str,
     return out
 
 
+def plan_text(preset: str, overrides: list[str], seeds: list[int], force: bool = False) -> str:
+    """The sweep's plan: every cell's steps, cached or will-run, and the table step."""
+    p = resolve(preset, overrides)
+    cells = cell_steps(preset, overrides, seeds)
+    sstep = psweep.sweep_step(p, seeds, {name: dict(pairs)["evaluate"].path() for name, pairs in cells.items()})
+    return (
+        f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
+        f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}"
+    )
+
+
 def _plan_table(cells: dict[str, list], force: bool) -> str:
     rows = [
         {

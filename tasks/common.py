@@ -7,6 +7,8 @@ never-written folder gives no key, so the Prefect UI never shows "Cached" for ou
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -30,10 +32,29 @@ def step_cache_key(context, parameters) -> str | None:
     return f"{step.id}@{hashlib.sha256(storage.root().encode()).hexdigest()[:8]}"
 
 
+GPU_LIMIT = "gpu"
+
+
+@functools.cache
+def limit_exists(name: str = GPU_LIMIT) -> bool:
+    """Whether the server has a global concurrency limit called `name` (asked once per process)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+        return True
+    except ObjectNotFound:
+        return False
+
+
 def run_on_gpu(step: Step, run: Callable[..., str], force: bool) -> str:
     """The step's path if it is done (and not forced); otherwise ``run(step, force=force)`` while holding a
-    slot of the `gpu` global concurrency limit (`prefect gcl create gpu --limit N`; none: unthrottled)."""
+    slot of the `gpu` global concurrency limit when the server has one (`prefect gcl create gpu --limit N`);
+    without it the step runs unthrottled, silently (a laptop never configured one)."""
     if step.done() and not force:
         return step.path()
-    with concurrency("gpu", occupy=1, strict=False):
+    slot = concurrency(GPU_LIMIT, occupy=1, strict=False) if limit_exists() else contextlib.nullcontext()
+    with slot:
         return run(step, force=force)
