@@ -111,6 +111,9 @@ def check(input: str = typer.Option("-", "--input", help="JSON lines file, or - 
                 sys.stdout.write(json.dumps(judge_line(line, n)) + "\n")
 
 
+SQL_FORMATS = ("table", "markdown", "csv", "json")
+
+
 @app.command()
 def sql(
     statement: str | None = typer.Argument(
@@ -121,44 +124,81 @@ def sql(
         "--query",
         help="Run a canned query instead (one per paper figure, physlm/sql/queries/NAME.sql), e.g. accuracy_by_op.",
     ),
-    format: str = typer.Option("table", "--format", help="table, csv or json (one JSON object per line)."),
+    format: str = typer.Option(
+        "table",
+        "--format",
+        help="table (floats rounded; vertical when too wide), markdown, csv or json (full precision).",
+    ),
+    list_: bool = typer.Option(False, "--list", help="List the views and canned queries with what each holds."),
 ) -> None:
     """Query every output under PHYSLM_ROOT with DuckDB (views: problems, checkpoints, generations, accuracy,
     probe_metrics, probe_predictions, sweep), or run a canned query with --query NAME."""
+    if list_:
+        typer.echo(_sql_listing())
+        return
+    if format not in SQL_FORMATS:
+        fail(f"--format: must be one of {', '.join(SQL_FORMATS)}, got {format!r}")
+    if (statement is None) == (query_name is None):
+        fail("give either a SQL statement or --query NAME (not both)")
+    sys.stdout.write(_sql_output(_sql_result(statement, query_name), format))
+
+
+def _sql_result(statement: str | None, query_name: str | None):
     from physlm.sql.warehouse import QueryError, query
     from physlm.store.storage import StorageError
 
-    if format not in ("table", "csv", "json"):
-        fail(f"--format: must be table, csv or json, got {format!r}")
-    if (statement is None) == (query_name is None):
-        fail("give either a SQL statement or --query NAME (not both)")
     try:
         if query_name is not None:
             from physlm.sql.queries import run_query
 
-            result = run_query(query_name)
-        else:
-            result = query(statement)
+            return run_query(query_name)
+        return query(statement)
     except (QueryError, StorageError) as e:
         fail(str(e))
+
+
+def _sql_output(result, format: str) -> str:
+    from physlm.sql import render
+
     if format == "json":
-        for row in result.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str) + "\n")
-    elif format == "csv":
+        return "".join(json.dumps(row, default=str) + "\n" for row in result.to_pylist())
+    if format == "csv":
+        import io
+
         import pyarrow.csv as pacsv
 
-        sink = __import__("io").BytesIO()
-        pacsv.write_csv(result, sink)
-        sys.stdout.write(sink.getvalue().decode())
-    else:
-        from rich.console import Console
-        from rich.table import Table
+        sink = io.BytesIO()
+        pacsv.write_csv(_flat(result), sink)
+        return sink.getvalue().decode()
+    if format == "markdown":
+        return render.markdown(result)
+    import shutil
 
-        t = Table(*result.column_names)
-        for row in result.to_pylist():
-            t.add_row(*(str(v) for v in row.values()))
-        Console().print(t)
-        typer.echo(f"({result.num_rows} rows)", err=True)
+    return render.text(result, shutil.get_terminal_size().columns)
+
+
+def _flat(table):
+    """CSV has no nested values: list and struct columns become JSON text (full precision kept)."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            text = [None if v is None else json.dumps(v, default=str) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(text, pa.string()))
+    return table
+
+
+def _sql_listing() -> str:
+    """Every view (what it holds) and canned query (the paper figure it reproduces), one line each."""
+    from physlm.config import QUERIES
+    from physlm.sql.queries import TITLES
+    from physlm.tables import VIEWS
+
+    width = max(len(n) for n in [*QUERIES, *(v[0] for v in VIEWS)])
+    lines = ["views:"] + [f"  {v[0]:<{width}}  {v[-1]}" for v in VIEWS]
+    lines += ["canned queries (physlm sql --query NAME):"]
+    lines += [f"  {q:<{width}}  {TITLES[q]}" for q in QUERIES]
+    return "\n".join(lines)
 
 
 @app.command()

@@ -211,16 +211,40 @@ SWEEP = pa.schema(
 # The warehouse's views over these tables (physlm/sql/warehouse.py; each view's SQL: physlm/sql/views/NAME.sql)
 
 VIEWS = (
-    ("problems", "generate", "shard_*.parquet", PROBLEMS),
-    ("checkpoints", None, "registry/checkpoints/*.parquet", CHECKPOINTS),  # not a step: one file per row
-    ("generations", "evaluate", "generations.parquet", GENERATIONS),
-    ("accuracy", "evaluate", "accuracy.parquet", ACCURACY),
-    ("probe_metrics", "probe", "probe_metrics.parquet", PROBE_METRICS),
-    ("probe_predictions", "probe", "probe_predictions.parquet", PROBE_PREDICTIONS),
-    ("sweep", "sweep", "sweep.parquet", SWEEP),
+    ("problems", "generate", "shard_*.parquet", PROBLEMS, "every problem of every dataset (texts, graph, op, split)"),
+    (
+        "checkpoints",
+        None,
+        "registry/checkpoints/*.parquet",
+        CHECKPOINTS,
+        "every registered checkpoint: model, step, tokens seen, loss (the training curves)",
+    ),  # not a step: one file per row
+    ("generations", "evaluate", "generations.parquet", GENERATIONS, "every scored generation of every evaluation"),
+    (
+        "accuracy",
+        "evaluate",
+        "accuracy.parquet",
+        ACCURACY,
+        "accuracy per checkpoint, test set, op and decoding (op -1: pooled), Wilson 95% intervals",
+    ),
+    (
+        "probe_metrics",
+        "probe",
+        "probe_metrics.parquet",
+        PROBE_METRICS,
+        "accuracy and MCC of every probe on every slice, with its baselines",
+    ),
+    (
+        "probe_predictions",
+        "probe",
+        "probe_predictions.parquet",
+        PROBE_PREDICTIONS,
+        "every probe prediction (probe tests, E7 re-ask parameters, E8 first wrong steps)",
+    ),
+    ("sweep", "sweep", "sweep.parquet", SWEEP, "accuracy of every depth x width sweep cell, the best of seeds marked"),
 )
 """``(view, step name or None, file pattern under a finished step folder (or the root), schema of the empty
-view)`` of every warehouse view."""
+view, what it holds)`` of every warehouse view."""
 
 
 def table(rows: list[dict], schema: pa.Schema) -> pa.Table:

@@ -106,3 +106,35 @@ def test_cli_sql_formats_and_errors(root):
         bad.returncode == 2 and bad.stderr.startswith("physlm: error: only read-only") and "Traceback" not in bad.stderr
     )
     assert run("select 1", "--format", "xml").returncode == 2
+
+
+WIDE = (
+    "select 'GPT2-12-12-s0' as model, 'checkpoint-a1b2c3d4e5f6' as checkpoint_id, 'test_reask' as test_set, "
+    "3.3e-17 as ci_low, 0.987654321::DOUBLE as ci_high, 1234 as n_generations_counted, [0.25, 0.5] as xs"
+)
+
+
+def test_cli_sql_table_fits_any_width_and_cuts_nothing(root):
+    def run(*a, columns):
+        return subprocess.run([sys.executable, "-m", "flows", "sql", *a], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": str(columns)})  # fmt: skip
+
+    names = ["model", "checkpoint_id", "test_set", "ci_low", "ci_high", "n_generations_counted", "xs"]
+    values = ["GPT2-12-12-s0", "checkpoint-a1b2c3d4e5f6", "test_reask", "0.000", "0.988", "1234", "[0.250, 0.500]"]
+    for columns in (80, 300):
+        out = run(WIDE, columns=columns)
+        assert out.returncode == 0, out.stderr
+        assert all(len(line) <= columns for line in out.stdout.splitlines())
+        words = out.stdout.replace("|", " ").split()
+        assert all(n in words for n in names) and all(v in out.stdout for v in values), out.stdout
+        assert "…" not in out.stdout and "3.3e-17" not in out.stdout
+    assert "-[ row 1 ]" in run(WIDE, columns=80).stdout  # too wide for 80 columns: one line per column
+    md = run(WIDE, "--format", "markdown", columns=80).stdout.splitlines()
+    assert md[0] == "| " + " | ".join(names) + " |" and md[2] == "| " + " | ".join(values) + " |"
+    csv = run(WIDE, "--format", "csv", columns=80).stdout
+    assert "3.3e-17" in csv or "3.3E-17" in csv  # full precision outside the table formats
+    listing = run("--list", columns=80).stdout
+    from physlm.config import QUERIES
+    from physlm.tables import VIEWS
+
+    assert all(f"  {v[0]} " in listing for v in VIEWS) and all(f"  {q} " in listing for q in QUERIES)

@@ -17,6 +17,20 @@ import pyarrow as pa
 from physlm.config import QUERIES
 from physlm.sql import warehouse
 
+TITLES = {
+    "accuracy_by_op": "E2 (Fig. 3): fully-correct accuracy by test set and op, with Wilson 95% intervals",
+    "unnecessary": "E3 (Fig. 4): unnecessary parameters per fully-correct solution",
+    "probe_accuracy": "E4 (Fig. 7a): each V-probe's accuracy and MCC beside its baselines",
+    "probe_unnecessary": "E5 (Fig. 7b): dep and can_next probes on parameters the solution does not need",
+    "probe_by_label": "E6 (Fig. 12): dep and nece_next probe accuracy split by the true label",
+    "error_unnecessary_plan": "E7 (Fig. 8a): the nece probe on the unnecessary steps of correct re-ask solutions",
+    "error_not_ready": "E8 (Fig. 8b): can_next / nece_next probes just before the first wrong step",
+    "depth_width": "E9 (Fig. 9): the best accuracy of each depth x width cell of a sweep",
+    "layer_distance": "E10 (Figs. 10, 14): nece probe accuracy by layer and distance to the query",
+}
+"""One line per canned query, for listings (``physlm sql --list``); the .sql header says the rest."""
+assert set(TITLES) == set(QUERIES)
+
 
 class UnknownQuery(warehouse.QueryError):
     """A canned query name that has no .sql file; the message lists the known ones."""

@@ -77,7 +77,7 @@ def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
 
     con.execute(_view_sql("macros"))
     # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
-    for view, step_name, pattern, schema in VIEWS:
+    for view, step_name, pattern, schema, _ in VIEWS:
         if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder
             files = storage.glob(storage.join(root, pattern))
         else:
