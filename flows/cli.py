@@ -62,6 +62,7 @@ def _quiet(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # RoPE decodes past n_ctx by design
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # save_pretrained's own one-step bar
 
 
 def _run_flow(verb: str, preset: str, sets: list[str], dry_run: bool, force: bool, verbose: bool, **extra):

@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from physlm import plan
 from physlm.presets import resolve
+from physlm.progress import progress
 from physlm.stages import evaluate, generate, probe, train
 from physlm.stages import sweep as psweep
 from physlm.store import storage
@@ -155,12 +156,14 @@ def _run_cells(cells: dict[str, list], force: bool) -> dict[str, str]:
             )
         chains[name] = futures
     failed = {}
-    for name, futures in chains.items():
-        for fut in futures:
-            fut.wait()
-        bad = [f"{fut.state.name}: {_message(fut.state)}" for fut in futures if not fut.state.is_completed()]
-        if bad:
-            failed[name] = bad[0]
+    with progress(len(chains), "sweep", "cells") as bar:
+        for name, futures in chains.items():
+            for fut in futures:
+                fut.wait()
+            bad = [f"{fut.state.name}: {_message(fut.state)}" for fut in futures if not fut.state.is_completed()]
+            if bad:
+                failed[name] = bad[0]
+            bar.update(1)
     return failed
 
 

@@ -29,16 +29,23 @@ BEAM4 = Decoding("beam4", beams=4, sample=True)
 
 
 def generate(
-    model, prompts: list[list[int]], end_id: int, decoding: Decoding = GREEDY, batch_size: int = 32, seed: int = 0
+    model,
+    prompts: list[list[int]],
+    end_id: int,
+    decoding: Decoding = GREEDY,
+    batch_size: int = 32,
+    seed: int = 0,
+    on_batch=None,
 ) -> list[tuple[list[int], bool]]:
-    """For each prompt: (generated ids up to and excluding the end token, ended?) in prompt order."""
+    """For each prompt: (generated ids up to and excluding the end token, ended?) in prompt order.
+    ``on_batch(n)`` is called after each batch of ``n`` prompts (progress)."""
     import torch  # here, not at the top: the decoding settings above are read by torch-free callers
 
     with torch.no_grad():
-        return _generate(torch, model, prompts, end_id, decoding, batch_size, seed)
+        return _generate(torch, model, prompts, end_id, decoding, batch_size, seed, on_batch)
 
 
-def _generate(torch, model, prompts, end_id, decoding, batch_size, seed):
+def _generate(torch, model, prompts, end_id, decoding, batch_size, seed, on_batch):
     model.eval()
     dev = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda x: len(prompts[x]))
@@ -72,6 +79,8 @@ def _generate(torch, model, prompts, end_id, decoding, batch_size, seed):
             new = seqs[row, width:].tolist()
             ended = end_id in new
             out[x] = (new[: new.index(end_id)] if ended else new, ended)
+        if on_batch is not None:
+            on_batch(len(idx))
     return out  # type: ignore[return-value]
 
 

@@ -253,6 +253,7 @@ def fit_vprobe(
     cfg: ProbeConfig,
     layer: int = -1,
     pad_id: int = 0,
+    on_step=None,
 ) -> tuple[VProbe, list[float]]:
     """Train a V-probe on ``(sequence, label)`` pairs (each sequence ending with its [END]) with spec C.5's
     recipe: AdamW (β = 0.9, 0.98 as pretraining), ``cfg.lr``, no warm-up, linear decay to 0, ``cfg.steps``
@@ -294,6 +295,8 @@ def fit_vprobe(
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(1)
     return probe.eval(), losses
 
 
@@ -486,6 +489,7 @@ def run_probe(
     checkpoint_id: str,
     baseline_name: str = "vprobe",
     layer: int = -1,
+    on_step=None,
 ) -> tuple[list[dict], list[dict]]:
     """Probe ``task`` at ``layer``: train on ``train_rows``, predict ``test_rows`` (problem rows;
     the paper's split is template hash < 17 / >= 17, chosen by the caller). ``baseline_name``: "vprobe"
@@ -512,8 +516,10 @@ def run_probe(
             return x[np.argsort(order)]
 
         probs = fit_linear(states(train), y, n_classes(task)).predict_proba(states(test))
+        if on_step is not None:
+            on_step(cfg.steps)  # counted as one probe's worth of steps
     else:
-        probe, _ = fit_vprobe(model, [e.ids for e in train], y, n_classes(task), cfg, layer, pad_id=pad)
+        probe, _ = fit_vprobe(model, [e.ids for e in train], y, n_classes(task), cfg, layer, pad, on_step)
         probs = predict_vprobe(probe, [e.ids for e in test], cfg.batch_size, pad_id=pad)
     preds = prediction_rows(test, probs, checkpoint_id, layer, baseline_name)
     return preds, metric_rows(preds, majority_class(y))

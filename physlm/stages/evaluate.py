@@ -88,11 +88,14 @@ def evaluate_rows(
     opts: EvalOptions = EvalOptions(),
 ) -> list[dict]:
     """Decode every problem row with each decoding and score it; returns ``generations`` rows."""
+    from physlm.progress import progress
+
     prompts = [codec.prompt(r["problem"]) for r in rows]
     out = []
     for dec in decodings:
         dec = decode.Decoding(dec.name, dec.beams, dec.sample, opts.max_new_tokens)
-        results = decode.generate(model, prompts, codec.end_id, dec, opts.batch_size, opts.seed)
+        with progress(len(prompts), f"evaluate {test_set} {dec.name}", "problems") as bar:
+            results = decode.generate(model, prompts, codec.end_id, dec, opts.batch_size, opts.seed, bar.update)
         for r, (ids, ended) in zip(rows, results):
             text, solution, answer = codec.parse(ids)
             s = score(record.graph_of(r), solution, answer, ended)

@@ -127,14 +127,38 @@ def _make_shard_in_worker(step: Step, shard: int, force: bool, root: str | None,
     return _make_shard(step, shard, force, root)
 
 
+_bars: dict[str, tuple] = {}  # step id -> (progress bar, shards counted)
+_bars_lock = threading.Lock()
+
+
+def _count(step: Step, shard: int) -> None:
+    """Report a finished shard, once, on its dataset's progress bar (problems); closed with the last shard."""
+    from physlm.progress import progress
+
+    cfg: GenerateConfig = step.config
+    with _bars_lock:
+        if step.id not in _bars:
+            _bars[step.id] = (progress(cfg.count, f"generate {cfg.dataset}", "problems"), set())
+        bar, counted = _bars[step.id]
+        if shard in counted:
+            return
+        counted.add(shard)
+        bar.update(cfg.shard_size(shard))
+        if len(counted) == cfg.n_shards:
+            bar.close()  # the entry stays: a finished dataset is not counted again
+
+
 def run_part(step: Step, shard: int, force: bool = False, root: str | None = None, processes: int = 0) -> str:
     """Make shard `shard` of a generate step into its staging folder (kept if already staged, unless
     `force`); return its URL. `processes > 0` computes it in the shared pool of that many spawned processes
     (call from several threads to keep them busy)."""
     if processes <= 0:
-        return _make_shard(step, shard, force, root)
-    env = {k: os.environ.get(k) for k in _ENV}
-    return _pool(processes).submit(_make_shard_in_worker, step, shard, force, root, env).result()
+        url = _make_shard(step, shard, force, root)
+    else:
+        env = {k: os.environ.get(k) for k in _ENV}
+        url = _pool(processes).submit(_make_shard_in_worker, step, shard, force, root, env).result()
+    _count(step, shard)
+    return url
 
 
 def _row_counts(out: str) -> dict:

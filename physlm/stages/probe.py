@@ -108,31 +108,39 @@ def fit(cfg: ProbeConfig, x: Inputs) -> tuple[list[dict], list[dict], dict]:
     """Every task's V-probe with its baselines, and the layer-wise nece probes: ``(prediction rows, metrics
     rows, {task: trained V-probe})`` for the tasks the error analysis reuses."""
     from physlm.model import probe as P
+    from physlm.progress import progress
 
     preds: list[dict] = []
     metrics: list[dict] = []
     probes = {}
     rand = P.random_init_like(x.model, cfg.random_init_seed) if "random_init" in cfg.baselines else None
-    for task in cfg.tasks:
-        p_rows, m_rows, vp = _fit_vprobe(cfg, task, x)
-        preds += p_rows
-        metrics += m_rows
-        if task in KEEP:
-            probes[task] = vp
-        for name, model in (("random_init", rand), ("linear", x.model)):
-            if name in cfg.baselines:
-                p_rows, m_rows = P.run_probe(model, x.tok, x.train_rows, x.test_rows, cfg, task, x.cid, name)
-                preds += p_rows
-                metrics += m_rows
-    del rand
-    for layer in cfg.layers:
-        p_rows, m_rows = P.run_probe(x.model, x.tok, x.train_rows, x.test_rows, cfg, "nece", x.cid, layer=layer)
-        preds += p_rows
-        metrics += m_rows
+    n_probes = len(cfg.tasks) * (1 + len(cfg.baselines)) + len(cfg.layers)
+    with progress(n_probes * cfg.steps, "probe", "steps") as bar:
+        for task in cfg.tasks:
+            bar.describe(f"probe {task} vprobe")
+            p_rows, m_rows, vp = _fit_vprobe(cfg, task, x, bar.update)
+            preds += p_rows
+            metrics += m_rows
+            if task in KEEP:
+                probes[task] = vp
+            for name, model in (("random_init", rand), ("linear", x.model)):
+                if name in cfg.baselines:
+                    bar.describe(f"probe {task} {name}")
+                    p_rows, m_rows = P.run_probe(model, x.tok, x.train_rows, x.test_rows, cfg, task, x.cid, name,
+                                                 on_step=bar.update)  # fmt: skip
+                    preds += p_rows
+                    metrics += m_rows
+        del rand
+        for layer in cfg.layers:
+            bar.describe(f"probe nece layer {layer}")
+            p_rows, m_rows = P.run_probe(x.model, x.tok, x.train_rows, x.test_rows, cfg, "nece", x.cid,
+                                         layer=layer, on_step=bar.update)  # fmt: skip
+            preds += p_rows
+            metrics += m_rows
     return preds, metrics, probes
 
 
-def _fit_vprobe(cfg: ProbeConfig, task: str, x: Inputs):
+def _fit_vprobe(cfg: ProbeConfig, task: str, x: Inputs, on_step=None):
     """``probe.run_probe(..., "vprobe")`` that also returns the trained probe (for E7/E8)."""
     from physlm.model import probe as P
 
@@ -142,7 +150,7 @@ def _fit_vprobe(cfg: ProbeConfig, task: str, x: Inputs):
     if not train_ex or not test_ex:
         raise ValueError(f"probe {task}: no probe examples (train {len(train_ex)}, test {len(test_ex)})")
     y = [e.label for e in train_ex]
-    vp, _ = P.fit_vprobe(x.model, [e.ids for e in train_ex], y, P.n_classes(task), cfg, pad_id=pad)
+    vp, _ = P.fit_vprobe(x.model, [e.ids for e in train_ex], y, P.n_classes(task), cfg, pad_id=pad, on_step=on_step)
     probs = P.predict_vprobe(vp, [e.ids for e in test_ex], cfg.batch_size, pad_id=pad)
     preds = P.prediction_rows(test_ex, probs, x.cid, -1, "vprobe")
     return preds, P.metric_rows(preds, P.majority_class(y)), vp
