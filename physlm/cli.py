@@ -190,14 +190,14 @@ def _flat(table):
 
 def _sql_listing() -> str:
     """Every view (what it holds) and canned query (the paper figure it reproduces), one line each."""
-    from physlm.config import QUERIES
+    from physlm.config import EXTRA_QUERIES, QUERIES
     from physlm.sql.queries import TITLES
     from physlm.tables import VIEWS
 
-    width = max(len(n) for n in [*QUERIES, *(v[0] for v in VIEWS)])
+    width = max(len(n) for n in [*QUERIES, *EXTRA_QUERIES, *(v[0] for v in VIEWS)])
     lines = ["views:"] + [f"  {v[0]:<{width}}  {v[-1]}" for v in VIEWS]
     lines += ["canned queries (physlm sql --query NAME):"]
-    lines += [f"  {q:<{width}}  {TITLES[q]}" for q in QUERIES]
+    lines += [f"  {q:<{width}}  {TITLES[q]}" for q in (*QUERIES, *EXTRA_QUERIES)]
     return "\n".join(lines)
 
 

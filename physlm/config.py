@@ -486,6 +486,8 @@ QUERIES = (
     "layer_distance",
 )
 """Canned queries (physlm/sql/queries/NAME.sql) in paper-figure order (E2, E3, E4, E5, E6, E7, E8, E9, E10)."""
+EXTRA_QUERIES = ("training_curves",)
+"""Canned queries that are no paper figure (the report's training curves); not run by the analyze step."""
 
 
 @dataclass(frozen=True)

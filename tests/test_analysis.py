@@ -40,7 +40,7 @@ def test_one_sql_file_per_query_with_a_header():
     files = {
         p.name[:-4] for p in resources.files("physlm.sql").joinpath("queries").iterdir() if p.name.endswith(".sql")
     }
-    assert files == set(QUERIES)
+    assert files == set(QUERIES) | {"training_curves"}  # the report's curves: a query, but no paper figure
     for name in QUERIES:
         head = describe(name)
         assert head.startswith(name) and re.search(r"E\d+, paper Fig", head) and "Paper:" in head, name
@@ -285,4 +285,4 @@ def test_report_on_s3_goes_to_a_local_folder(s3_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert default_out() == str(tmp_path / "physlm-report")
     page = open(build_report(default_out()), encoding="utf-8").read()
-    assert "no data yet" not in page and page.count("data:image/png;base64,") == len(QUERIES)
+    assert "no data yet" not in page and page.count("data:image/png;base64,") == len(QUERIES) + 1  # + curves

@@ -301,16 +301,18 @@ def test_report_has_every_section_with_a_valid_plot(root, tmp_path):
 
     url = build_report(str(tmp_path / "out"))
     page = open(url, encoding="utf-8").read()
-    for name in QUERIES:
+    for name in (*QUERIES, "training_curves"):
         assert f'<section id="{name}">' in page
     assert "no data yet" not in page and "plot failed" not in page
     images = _images(page)
-    assert len(images) == len(QUERIES)
+    assert len(images) == len(QUERIES) + 1  # the training curves first, then one plot per paper figure
     for png in images:
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
         assert h > 50 and w > 50
-    assert page.count("<b>Paper:</b>") == len(QUERIES)
+    assert page.count("<b>Paper:</b>") == len(QUERIES) + 1
+    assert "GPT2-4-4 (train a0000001): loss 0.500 -&gt; 0.500 over 1,000 tokens, 1 checkpoints" in page
+    assert "GPT2-4-4 (train a0000001) at 1,000 tokens: test_id fully correct 91.7%" in page
     assert "GPT2-4-4 greedy: test_id 91.7%" in page  # 11 of 12 in distribution (the fixture)
     assert "GPT2-4-4 greedy test_id by op: op 1 100.0% (n=4); op 2 100.0% (n=4); op 3 75.0% (n=4)" in page
     assert "test_op7 by op" not in page and "test_reask by op" not in page  # one op each: no by-op line
@@ -322,7 +324,7 @@ def test_report_on_an_empty_root_says_no_data_yet(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "empty"))
     page = open(build_report(str(tmp_path / "out")), encoding="utf-8").read()
-    assert page.count("no data yet") == len(QUERIES)
+    assert page.count("no data yet") == len(QUERIES) + 1
     assert _images(page) == []
 
 
@@ -386,5 +388,5 @@ def test_cli_report_renders_in_headless_chromium(root, tmp_path):
     )
     m = re.search(r"IMAGES (\d+) LOADED (\d+)", dom.stdout)
     assert m, f"chromium printed no image check: {dom.stderr[-2000:]}"
-    n = len(QUERIES)
+    n = len(QUERIES) + 1
     assert (int(m.group(1)), int(m.group(2))) == (n, n)

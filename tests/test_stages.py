@@ -38,6 +38,7 @@ def test_train_then_evaluate(root):
     rows = registry.list_checkpoints().to_pylist()
     assert sorted(r["step"] for r in rows) == [2, 4] and all(r["train_hash"] == tstep.hash for r in rows)
     assert [r["final"] for r in sorted(rows, key=lambda r: r["step"])] == [False, True]
+    _assert_tensorboard_reads_the_curve(path, rows)
     stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
     assert train.run(tstep) == path  # cache hit: nothing retrained
     assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
@@ -79,3 +80,23 @@ def test_bad_training_input_fails_before_training(root):
     with pytest.raises(StepNotDone, match="not a finished step"):
         train.run(train.train_step(p))  # generate never ran
     assert not os.path.exists(root) or not any(files for _, _, files in os.walk(root))
+
+
+def _assert_tensorboard_reads_the_curve(path: str, rows: list[dict]) -> None:
+    """The train step's event file: our reader and TensorBoard's own loader see the registry's loss curve."""
+    from physlm.model import tensorboard
+
+    data = open(os.path.join(path, tensorboard.FILENAME), "rb").read()
+    ours = tensorboard.read(data)
+    want = {r["step"]: r["loss"] for r in rows}
+    assert [s for s, _ in ours] == [2, 4]
+    assert all(v["train/loss"] == pytest.approx(want[s], rel=1e-6) and v["train/lr"] > 0 for s, v in ours)
+    pytest.importorskip("tensorboard")  # a dev dependency: CI has it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(path)
+    acc.Reload()
+    assert {"train/loss", "train/lr", "train/tokens_seen"} <= set(acc.Tags()["scalars"])
+    assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in acc.Scalars("train/loss")] == [
+        (s, want[s]) for s in (2, 4)
+    ]

@@ -14,7 +14,7 @@ from importlib import resources
 
 import pyarrow as pa
 
-from physlm.config import QUERIES
+from physlm.config import EXTRA_QUERIES, QUERIES
 from physlm.sql import warehouse
 
 TITLES = {
@@ -27,9 +27,10 @@ TITLES = {
     "error_not_ready": "E8 (Fig. 8b): can_next / nece_next probes just before the first wrong step",
     "depth_width": "E9 (Fig. 9): the best accuracy of each depth x width cell of a sweep",
     "layer_distance": "E10 (Figs. 10, 14): nece probe accuracy by layer and distance to the query",
+    "training_curves": "the training loss of every train step by checkpoint, with accuracy where evaluated",
 }
 """One line per canned query, for listings (``physlm sql --list``); the .sql header says the rest."""
-assert set(TITLES) == set(QUERIES)
+assert set(TITLES) == set(QUERIES + EXTRA_QUERIES)
 
 
 class UnknownQuery(warehouse.QueryError):
@@ -42,8 +43,8 @@ class UnknownQuery(warehouse.QueryError):
 
 def query_sql(name: str) -> str:
     """The SQL text of canned query ``name``."""
-    if name not in QUERIES:
-        raise UnknownQuery(f"unknown query {name!r}; known: {', '.join(QUERIES)}")
+    if name not in QUERIES + EXTRA_QUERIES:
+        raise UnknownQuery(f"unknown query {name!r}; known: {', '.join(QUERIES + EXTRA_QUERIES)}")
     return resources.files("physlm.sql").joinpath(f"queries/{name}.sql").read_text()
 
 

@@ -1,4 +1,4 @@
-"""The report: one self-contained HTML page with a section per paper figure (E2-E10 of spec D).
+"""The report: one self-contained HTML page: the training curves, then a section per paper figure (E2-E10).
 
 ``build_report(out_dir)`` runs every canned query (physlm/sql/queries/) on one warehouse snapshot, draws
 each with matplotlib (Agg, headless) and writes ``{out_dir}/index.html``. Each section states the paper's
@@ -299,6 +299,49 @@ def _layer_distance(rows):
     return notes, _heat(panels, "distance t to the query", "layer", "nece probe accuracy")
 
 
+def _curves(rows):
+    """Training loss against tokens seen, one line per train step (checkpoint lineage); accuracy of evaluated
+    checkpoints on a second axis."""
+    lineages: dict[str, dict] = {}
+    for r in rows:
+        line = lineages.setdefault(r["train_hash"], {"model": r["model"], "points": {}, "acc": {}})
+        line["points"][r["tokens_seen"]] = _num(r["loss"])
+        if r["test_set"] is not None:
+            line["acc"][(r["test_set"], r["tokens_seen"])] = _num(r["accuracy"])
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    acc_ax = None
+    notes = []
+    for i, (h, line) in enumerate(lineages.items()):
+        xs = sorted(line["points"])
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(xs, [line["points"][x] for x in xs], marker="o", color=color, label=f"{line['model']} ({h})")
+        last = line["points"][xs[-1]]
+        notes.append(f"{line['model']} (train {h}): loss {line['points'][xs[0]]:.3f} -> {last:.3f} over "
+                     f"{xs[-1]:,} tokens, {len(xs)} checkpoints")  # fmt: skip
+        for (test_set, x), acc in sorted(line["acc"].items()):
+            acc_ax = acc_ax or ax.twinx()
+            acc_ax.scatter([x], [acc], color=color, marker="*" if test_set == "test_seen" else "s", s=60)
+            notes.append(f"{line['model']} (train {h}) at {x:,} tokens: {test_set} fully correct {_pct(acc)}")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("training loss (mean since the previous checkpoint)")
+    ax.legend(fontsize=7)
+    if acc_ax is not None:
+        acc_ax.set_ylim(0, 1.05)
+        acc_ax.set_ylabel("fully correct (squares test_id, stars test_seen)")
+    return notes[:12], fig
+
+
+TRAINING = (
+    "training_curves",
+    "Training — loss curves and accuracy per checkpoint",
+    "The paper trains GPT2-12-12 for 100k steps (med) / 200k (hard) on ~120M fresh problems and reports the "
+    "final model; its curves are not in the paper. Shown here: every train step's loss at each checkpoint, and "
+    "accuracy wherever a checkpoint was evaluated (`tensorboard --logdir $PHYSLM_ROOT/train` shows the same).",
+    _curves,
+)
+"""The report's first section: not a paper figure (so not run by the analyze step)."""
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sections: (query, title, the paper's finding (spec C.3-C.7, paraphrased), renderer)
 
@@ -424,8 +467,9 @@ details{margin:.3em 0}code{background:#f0f0f0;padding:0 3px}"""
 def build_report(out_dir: str, root: str | None = None) -> str:
     """Query the warehouse under ``root``, write ``{out_dir}/index.html`` (if it changed); returns its URL/path."""
     root = storage.root() if root is None else root
-    tables = queries.run_queries(QUERIES, root)
-    sections = [_section(name, title, finding, render, tables[name]) for name, title, finding, render in SECTIONS]
+    tables = queries.run_queries((*QUERIES, TRAINING[0]), root)
+    sections = [_section(name, title, finding, render, tables[name])
+                for name, title, finding, render in (TRAINING, *SECTIONS)]  # fmt: skip
     page = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>physlm report</title>'
         f"<style>{STYLE}</style></head><body><h1>physlm report — Physics of LMs 2.1 (iGSM)</h1>"

@@ -112,6 +112,7 @@ def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
     else:
         source = pdata.PackedShards(data_step.path(), tok)
     summary = train(cfg.model, cfg.train, source, work, resume=not force)
+    _write_events(work, cfg)
     parts = _save_final(work)
     path = finalize_parts(step, parts, info=lambda out: {"train_summary": _jsonable(summary)}, force=force)
     for s in checkpoint.steps(path):
@@ -135,6 +136,25 @@ def _save_final(work: str) -> list[str]:
             parts.append(name)
     storage.remove(storage.join(work, "final"), recursive=True)
     return sorted(set(parts))
+
+
+def _write_events(work: str, cfg: TrainStepConfig) -> None:
+    """TensorBoard scalars of every checkpoint (physlm/model/tensorboard.py): a pure function of the checkpoint
+    records, so a resumed run writes the same bytes as an uninterrupted one."""
+    from physlm.model import tensorboard
+    from physlm.model.train import lr_at
+    from physlm.store import checkpoint
+
+    points = []
+    for s in checkpoint.steps(work):
+        meta = checkpoint.read_meta(work, s)
+        scalars = {
+            "train/loss": meta["loss"],
+            "train/lr": lr_at(s - 1, cfg.train),
+            "train/tokens_seen": meta["tokens_seen"],
+        }
+        points.append((s, scalars))
+    storage.write_bytes(storage.join(work, tensorboard.FILENAME), tensorboard.events(points))
 
 
 def _jsonable(summary: dict) -> dict:
