@@ -18,6 +18,7 @@ from physlm import plan, stages
 from physlm.presets import resolve
 from physlm.stages import generate as gen_stage
 from physlm.store import storage
+from physlm.store.steps import made_by
 from tasks.report import report as report_task
 from tasks.step import run_part, run_step
 
@@ -36,6 +37,16 @@ def run_study(preset: str, overrides: list[str], upto: str, dry_run: bool, force
     print(f"plan for preset {p.name} ({'dry run' if dry_run else 'run'}):\n{plan.table(rows)}")
     if dry_run:
         return {}
+    with made_by(preset=p.name, overrides=list(overrides)):  # recorded in each step.json (`physlm steps`)
+        paths = _submit(p, pairs, rows, forced)
+    publish(p.name, pairs)
+    ran = sum(r["status"] == "will-run" for r in rows)
+    print(f"{p.name}: {len(rows)} steps, {len(rows) - ran} cached, {ran} ran")
+    return paths
+
+
+def _submit(p, pairs, rows, forced: set[str]) -> dict[str, str]:
+    """Every step as a task that waits for the steps it reads (shards first for a dataset); `{step id: path}`."""
     processes = gen_stage.processes_for(p, [s for n, s in pairs if n == "generate"], force="generate" in forced)
     futures: dict[str, object] = {}  # step path -> its task's future
     for (name, step), row in zip(pairs, rows):
@@ -53,11 +64,7 @@ def run_study(preset: str, overrides: list[str], upto: str, dry_run: bool, force
             wait = wait + list(parts)
         label = f"generate-{step.config.dataset}" if name == "generate" else name
         futures[step.path()] = run_step.with_options(task_run_name=label).submit(name, step, force=force, wait_for=wait)
-    paths = {step.id: futures[step.path()].result() for _, step in pairs}
-    publish(p.name, pairs)
-    ran = sum(r["status"] == "will-run" for r in rows)
-    print(f"{p.name}: {len(rows)} steps, {len(rows) - ran} cached, {ran} ran")
-    return paths
+    return {step.id: futures[step.path()].result() for _, step in pairs}
 
 
 def publish(preset: str, pairs) -> None:

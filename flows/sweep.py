@@ -23,6 +23,7 @@ from physlm.progress import progress
 from physlm.stages import evaluate, generate, probe, train
 from physlm.stages import sweep as psweep
 from physlm.store import storage
+from physlm.store.steps import made_by
 from tasks.step import run_part, run_step
 
 CELL = ("train", "evaluate", "probe")
@@ -121,16 +122,18 @@ def sweep(
     )
     if dry_run:
         return sstep.path()
-    _data(preset, overrides)
-    _warm_imports()
-    failed = _run_cells(cells, force)
+    with made_by(preset=p.name, overrides=list(overrides)):  # recorded in each step.json (`physlm steps`)
+        _data(preset, overrides)
+        _warm_imports()
+        failed = _run_cells(cells, force)
     if failed:
         lines = "\n".join(f"  {name}: {why}" for name, why in failed.items())
         print(f"sweep: {len(failed)} of {len(cells)} cells failed (the others are done and cached):\n{lines}")
         raise SweepCellsFailed(
             f"{len(failed)} of {len(cells)} sweep cells failed: {', '.join(failed)}; rerun the sweep to redo only those"
         )
-    path = run_step.with_options(task_run_name="sweep-table")("sweep", sstep, force=force)
+    with made_by(preset=p.name, overrides=list(overrides)):
+        path = run_step.with_options(task_run_name="sweep-table")("sweep", sstep, force=force)
     pivot = storage.read_bytes(storage.join(path, "sweep.md")).decode()
     print(f"sweep {p.name} ({sstep.id}): best accuracy of {len(seeds)} seed(s) x decodings\n{pivot}")
     create_markdown_artifact(

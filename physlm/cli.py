@@ -202,6 +202,27 @@ def _sql_listing() -> str:
 
 
 @app.command()
+def steps(
+    format: str = typer.Option("table", "--format", help="table, markdown, csv or json."),
+) -> None:
+    """List every step folder under PHYSLM_ROOT (local or s3://): name, id, state (done / damaged on a quick
+    size check / unfinished), size, when it finished, the preset that made it."""
+    from physlm.store import inventory
+    from physlm.store.storage import StorageError
+
+    if format not in SQL_FORMATS:
+        fail(f"--format: must be one of {', '.join(SQL_FORMATS)}, got {format!r}")
+    try:
+        table = inventory.list_steps()
+    except StorageError as e:
+        fail(str(e))
+    if format in ("table", "markdown"):  # for reading: the step id already says the name; bytes as "12.3 MB"
+        drop = ["name", "bytes", "path"] + (["problem"] if table.column("problem").null_count == len(table) else [])
+        table = table.drop_columns(drop)
+    sys.stdout.write(_sql_output(table, format))
+
+
+@app.command()
 def report(
     out: str | None = typer.Option(
         None, "--out", help="Output folder (default {PHYSLM_ROOT}/report, or ./physlm-report when the root is on S3)."

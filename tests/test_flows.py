@@ -81,6 +81,9 @@ def test_reproduce_is_one_flow_run_with_one_task_per_step_then_all_cached(prefec
     assert sorted(step_tasks) == sorted(expected + ["report"]) and len(runs) == len(expected) + 1 + 2 + 6
     page = open(os.path.join(root, "report", "index.html")).read()  # the report is the last stage
     assert "physlm report" in page and page.count("<section") >= 9
+    from physlm.store.steps import read_info
+
+    assert all(read_info(p)["made_by"] == {"preset": "tiny", "overrides": SMALL} for p in paths.values())
     before = mtimes(root)
     again = reproduce(preset="tiny", overrides=SMALL, return_state=True)
     assert {k: v for k, v in again.result().items() if k != "report"} == paths

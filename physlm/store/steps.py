@@ -42,6 +42,7 @@ the value of every secret-looking environment variable (`storage.scrub`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import enum
 import fcntl
@@ -74,6 +75,21 @@ HASH_LEN = 8
 PACKAGES = ("numpy", "pyarrow", "torch", "transformers", "prefect", "duckdb", "fsspec", "s3fs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 log = logging.getLogger(__name__)
+
+
+MADE_BY: contextvars.ContextVar[dict | None] = contextvars.ContextVar("physlm_made_by", default=None)
+"""Who asked for the steps made in this context, recorded in their step.json as `made_by` (e.g. `{"preset":
+"tiny", "overrides": [...]}`, set by the flows); None for library calls. Never part of a hash."""
+
+
+@contextlib.contextmanager
+def made_by(**who):
+    """Record `who` (e.g. preset=..., overrides=...) in the step.json of every step made within the block."""
+    token = MADE_BY.set(who)
+    try:
+        yield
+    finally:
+        MADE_BY.reset(token)
 
 
 class StepNotDone(Exception):
@@ -294,6 +310,22 @@ def _file_table(folder: str) -> dict:
     }
 
 
+def quick_damage(step_path: str) -> dict[str, str]:
+    """Like :func:`damage` but sizes only (no file is read): `{file: what is wrong}` for missing files and
+    files of another size than step.json records."""
+    fs, base = storage.filesystem(step_path)
+    bad = {}
+    for rel, meta in sorted(read_info(step_path)["files"].items()):
+        try:
+            size = int(fs.info(f"{base}/{rel}")["size"])
+        except FileNotFoundError:
+            bad[rel] = "missing"
+            continue
+        if size != meta["size"]:
+            bad[rel] = f"{size} bytes, recorded {meta['size']}"
+    return bad
+
+
 def damage(step_path: str) -> dict[str, str]:
     """`{file: what is wrong}` for every file listed in step.json that is missing, has another size, or whose
     sha256 differs; empty when the step is intact. Sizes are compared first, so a truncated file costs no hash."""
@@ -427,6 +459,7 @@ def _produce(step: Step, fn, out: str, root: str) -> None:
         "ended_at": _iso(ended),
         "seconds": round(ended - started, 3),
         "files": _file_table(out),
+        "made_by": MADE_BY.get(),
     }
     clash = sorted(set(extra) & set(info))
     if clash:

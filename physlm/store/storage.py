@@ -205,14 +205,28 @@ def _visible(url: str, paths, base: str) -> list[str]:
 
 
 @_s3_guard
-def listdir(url: str) -> list[str]:
-    """Immediate children of a folder, sorted, dot-names hidden. A missing folder lists as empty (on S3 a
-    folder exists only through the objects under it, so that is the one rule both backends can keep)."""
+def listdir(url: str, hidden: bool = False) -> list[str]:
+    """Immediate children of a folder, sorted, dot-names hidden (unless `hidden`: staging folders of steps
+    being written are dot-names). A missing folder lists as empty (on S3 a folder exists only through the
+    objects under it, so that is the one rule both backends can keep)."""
     fs, path = filesystem(url)
     try:
-        return _visible(url, (p.rstrip("/") for p in fs.ls(path, detail=False)), path)
+        children = [p.rstrip("/") for p in fs.ls(path, detail=False)]
     except FileNotFoundError:
         return []
+    if hidden:
+        return sorted(("s3://" + p if is_s3(url) else p) for p in children)
+    return _visible(url, children, path)
+
+
+@_s3_guard
+def tree_size(url: str) -> int:
+    """Bytes of every file under a folder (0 for a missing one)."""
+    fs, path = filesystem(url)
+    try:
+        return sum(int(m["size"]) for m in fs.find(path, detail=True).values())
+    except FileNotFoundError:
+        return 0
 
 
 @_s3_guard
