@@ -295,61 +295,81 @@ def repair(
 
 @app.command("evaluate-model")
 def evaluate_model(
-    model_dir: str = typer.Argument(..., help="A local transformers causal-LM folder (config.json + weights)."),
-    tokenizer: str | None = typer.Option(None, help="Tokenizer folder (default: the model folder)."),
+    model_dir: str = typer.Argument(
+        ...,
+        help="A physlm train step folder (or a model folder kept with its tokenizer), or any local "
+        "transformers causal-LM folder (config.json + weights).",
+    ),
+    tokenizer: str | None = typer.Option(None, help="Tokenizer folder of an external model (default: the model's)."),
+    problems: str | None = typer.Option(
+        None,
+        "--problems",
+        help="A JSON-lines file of iGSM problems (e.g. the authors' generator's); default: the "
+        "preset's generated test sets.",
+    ),
     preset: str = typer.Option("tiny", help="Whose generated test sets to use (run `physlm generate` first)."),
     sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
     limit: int = typer.Option(100, min=0, help="Problems per test set (0 = all)."),
     max_new_tokens: int = typer.Option(512, min=1),
+    format: str = typer.Option("table", "--format", help="table (markdown) or json (one object per accuracy row)."),
     out: str = typer.Option("./physlm-eval-external", help="Folder for generations/accuracy Parquet + markdown."),
 ) -> None:
-    """Evaluate any local causal LM on a preset's iGSM test sets (text prompts, the same checker)."""
+    """Evaluate a model on iGSM problems: a physlm checkpoint (its tokenizer and framing) or any local causal LM
+    (text prompts), on a preset's test sets or a problem file, judged by the same checker; accuracy by op."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from physlm.model.scoring import accuracy_table
+    from physlm.stages.evaluate import EvalOptions, evaluate_sets, markdown, write_results
+
+    if format not in ("table", "json"):
+        fail(f"--format: must be table or json, got {format!r}")
+    sets_of_problems = _problems_to_evaluate(model_dir, problems, preset, sets, limit)
+    model, codec = _model_to_evaluate(model_dir, tokenizer)
+    rows = evaluate_sets(model, codec, sets_of_problems, os.path.abspath(model_dir),
+                         opts=EvalOptions(max_new_tokens=max_new_tokens))  # fmt: skip
+    write_results(rows, os.path.abspath(out))
+    acc = accuracy_table(rows)
+    if format == "json":
+        sys.stdout.write("".join(json.dumps(a) + "\n" for a in acc))
+    else:
+        typer.echo(markdown(acc))
+    if getattr(codec, "fallback", False) and codec.prompt_tokens:
+        share = codec.fallback_tokens / codec.prompt_tokens
+        typer.echo(f"fallback: {codec.fallback_tokens} of {codec.prompt_tokens} prompt tokens ({share:.1%}) were "
+                   "words outside the model's vocabulary, read through known words or spelt", err=True)  # fmt: skip
+
+
+def _problems_to_evaluate(model_dir: str, problems: str | None, preset: str, sets: list[str], limit: int):
+    """``{test set: problem rows}`` from the problem file or the preset's generated test sets; one-line errors."""
+    import os
+
     from physlm.presets import resolve
     from physlm.stages import generate
-    from physlm.stages.evaluate import (
-        EvalOptions,
-        evaluate_sets,
-        load_external,
-        markdown,
-        read_test_sets,
-        require_local_folder,
-        test_sets,
-        write_results,
-    )
-
-    try:
-        p = resolve(preset, sets)
-        require_local_folder(model_dir)  # before the test sets: the folder is what the user typed
-    except (ConfigError, FileNotFoundError) as e:
-        fail(str(e))
+    from physlm.stages.evaluate import read_problem_file, read_test_sets, require_local_folder, test_sets
     from physlm.store.steps import CorruptStep, StepNotDone
     from physlm.store.storage import StorageError
 
-    steps = {name: generate.dataset_step(p, name) for name in test_sets(p)}
     try:
+        p = None if problems else resolve(preset, sets)
+        require_local_folder(model_dir)  # before the problems: the folder is what the user typed
+        if problems:
+            rows = read_problem_file(problems)[: limit or None]
+            return {os.path.splitext(os.path.basename(problems))[0]: rows}
+        steps = {name: generate.dataset_step(p, name) for name in test_sets(p)}
         missing = [name for name, s in steps.items() if not s.done()]
-    except StorageError as e:
-        fail(str(e))
-    if missing:
-        fail(
-            f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
-            f"run `physlm generate --preset {preset}` first"
-        )
-    from physlm.model.scoring import accuracy_table
+        if missing:
+            fail(f"test sets {', '.join(missing)} of preset {preset!r} are not generated yet: "
+                 f"run `physlm generate --preset {preset}` first")  # fmt: skip
+        return read_test_sets({name: s.path() for name, s in steps.items()}, limit)
+    except (ConfigError, FileNotFoundError, ValueError, CorruptStep, StepNotDone, StorageError) as e:
+        fail(" ".join(str(e).split())[:300])
+
+
+def _model_to_evaluate(model_dir: str, tokenizer: str | None):
+    from physlm.stages.evaluate import is_physlm_model, load_external, load_physlm
 
     try:
-        model, codec = load_external(model_dir, tokenizer)
+        return load_physlm(model_dir) if is_physlm_model(model_dir) else load_external(model_dir, tokenizer)
     except (FileNotFoundError, OSError, ValueError) as e:
         fail(" ".join(str(e).split())[:300])
-    try:
-        problems = read_test_sets({name: s.path() for name, s in steps.items()}, limit)
-    except (CorruptStep, StepNotDone, StorageError) as e:
-        fail(str(e))
-    rows = evaluate_sets(
-        model, codec, problems, os.path.abspath(model_dir), opts=EvalOptions(max_new_tokens=max_new_tokens)
-    )
-    write_results(rows, os.path.abspath(out))
-    typer.echo(markdown(accuracy_table(rows)))

@@ -108,3 +108,49 @@ def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_pa
     out = cli("evaluate-model", external, *sets, "--max-new-tokens", "4", "--out", str(tmp_path / "ev"))
     assert out.returncode == 0, out.stderr[-1500:]
     assert "| " + external in out.stdout and (tmp_path / "ev" / "generations.parquet").exists()
+
+
+def test_physlm_model_on_a_problem_file_with_foreign_names(root, tmp_path):
+    """`physlm evaluate-model TRAIN_STEP --problems FILE`: a physlm checkpoint, problems given as text (read by
+    the parser alone), names outside the vocabulary spelt instead of [UNK], accuracy by op as JSON."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from physlm.model.tokenizer import build_wordlevel
+    from physlm.presets import resolve
+    from physlm.stages import generate as gen_stage
+    from physlm.stages import train
+
+    p = resolve("tiny", ["data.train_shards=1", "data.problems_per_shard=20", "data.test_problems=2",
+                         "data.processes=0", "train.steps=2", "train.batch_size=2", "train.ckpt_every=2"])  # fmt: skip
+    gen_stage.run(gen_stage.dataset_step(p, "train"))
+    step_path = train.run(train.train_step(p))
+    problems = [generate(TINY, s) for s in range(6)]
+    names = sorted({n for q in problems for layer in q.graph.items for n in layer})
+    foreign = {n: f"Zq{i}x Vale" for i, n in enumerate(names)}  # names no vocabulary of ours has
+    pattern = re.compile(
+        r"(?<![A-Za-z])(" + "|".join(map(re.escape, sorted(foreign, key=len, reverse=True))) + r")(?![A-Za-z])"
+    )
+    lines = [json.dumps({"id": f"q{q.seed}", "problem": pattern.sub(lambda m: foreign[m[1]], q.problem), "op": q.op})
+             for q in problems]  # fmt: skip
+    path = tmp_path / "foreign.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    tok = build_wordlevel()
+    assert tok.tok.token_to_id("[UNK]") in tok.encode(open(path).readline())  # plain encoding would lose them
+    out = subprocess.run([sys.executable, "-m", "flows", "evaluate-model", step_path, "--problems", str(path),
+                          "--max-new-tokens", "8", "--format", "json", "--out", str(tmp_path / "ev")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    acc = [json.loads(x) for x in out.stdout.splitlines()]
+    pooled = next(a for a in acc if a["op"] == -1)
+    assert pooled["test_set"] == "foreign" and pooled["n"] == 6
+    assert {a["op"] for a in acc if a["op"] != -1} == {q.op for q in problems}
+    assert "fallback:" in out.stderr and "prompt tokens" in out.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "not an iGSM problem"}\n')
+    err = subprocess.run([sys.executable, "-m", "flows", "evaluate-model", step_path, "--problems", str(bad)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert err.returncode == 2 and "line 1: not an iGSM problem" in err.stderr and "Traceback" not in err.stderr

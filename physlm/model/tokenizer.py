@@ -124,6 +124,31 @@ class Tokenizer:
         p, s, a = self.encode_batch([problem, solution, f" {answer}"])
         return self.frame(p, s, a, loss_on)
 
+    def encode_with_fallback(self, text: str) -> tuple[list[int], int]:
+        """``encode`` for text that may hold words outside the closed vocabulary (e.g. item names of the authors'
+        generator): each piece that would become [UNK] is read through its known words, else spelt with the
+        letter tokens (" Zorb" -> " Z", " o", " r", " b"), so distinct names stay distinct. Returns the ids and
+        how many of them came from the fallback."""
+        enc = self.tok.encode(text, add_special_tokens=False)
+        unk = self.tok.token_to_id("[UNK]")
+        if unk is None or unk not in enc.ids:
+            return list(enc.ids), 0
+        ids, fallback = [], 0
+        for i, (start, end) in zip(enc.ids, enc.offsets):
+            if i != unk:
+                ids.append(i)
+                continue
+            piece = self._spell(text[start:end])
+            ids += piece
+            fallback += len(piece)
+        return ids, fallback
+
+    def _spell(self, piece: str) -> list[int]:
+        """A piece outside the vocabulary as letter tokens (each with the leading space the vocabulary has)."""
+        unk = self.tok.token_to_id("[UNK]")
+        out = [self.tok.token_to_id(" " + c) for c in piece.strip()]
+        return [unk if t is None else t for t in out] or [unk]
+
     def encode_prompt(self, problem: str) -> list[int]:
         """The evaluation prompt ``[end][problem] problem [solution]``."""
         return [self.markers.end, self.markers.problem] + self.encode(problem) + [self.markers.solution]

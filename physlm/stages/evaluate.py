@@ -37,14 +37,24 @@ VERSION = 1
 
 
 class PhyslmCodec:
-    """Prompts and output parsing for our models: the paper's token framing (spec A.8)."""
+    """Prompts and output parsing for our models: the paper's token framing (spec A.8). With ``fallback``, words
+    outside the vocabulary (item names of another generator) are read through known words or spelt letter by
+    letter instead of [UNK] (``Tokenizer.encode_with_fallback``); ``fallback_tokens`` / ``prompt_tokens`` count
+    how much of the prompts that was."""
 
-    def __init__(self, tok):
-        self.tok = tok
+    def __init__(self, tok, fallback: bool = False):
+        self.tok, self.fallback = tok, fallback
         self.end_id = tok.markers.end
+        self.prompt_tokens = self.fallback_tokens = 0
 
     def prompt(self, problem: str) -> list[int]:
-        return self.tok.encode_prompt(problem)
+        if not self.fallback:
+            return self.tok.encode_prompt(problem)
+        ids, n = self.tok.encode_with_fallback(problem)
+        m = self.tok.markers
+        self.prompt_tokens += len(ids)
+        self.fallback_tokens += n
+        return [m.end, m.problem, *ids, m.solution]
 
     def parse(self, ids: list[int]) -> tuple[str, str | None, str | None]:
         """-> (full output text, solution text or None, answer text or None)."""
@@ -98,7 +108,7 @@ def evaluate_rows(
             results = decode.generate(model, prompts, codec.end_id, dec, opts.batch_size, opts.seed, bar.update)
         for r, (ids, ended) in zip(rows, results):
             text, solution, answer = codec.parse(ids)
-            s = score(record.graph_of(r), solution, answer, ended)
+            s = _best_score(r, solution, answer, ended)
             out.append(
                 {
                     "checkpoint_id": checkpoint_id,
@@ -126,6 +136,57 @@ def evaluate_rows(
                 }
             )
     return out
+
+
+def _best_score(row: dict, solution, answer, ended) -> dict:
+    """Score against the row's graph; a problem read from text alone may have several readings (``graphs``):
+    the first where the solution is correct, else whose answer is right, else the first (as ``physlm check``)."""
+    if "graphs" not in row:
+        return score(record.graph_of(row), solution, answer, ended)
+    scores = [score(g, solution, answer, ended) for g in row["graphs"]]
+    return next((x for x in scores if x["correct"]), None) or next(
+        (x for x in scores if x["answer_correct"]), scores[0]
+    )
+
+
+def read_problem_file(path: str) -> list[dict]:
+    """Problems of a JSON-lines file (``{problem[, op][, id]}`` per line, e.g. the authors' generator's output,
+    or ``physlm sample``'s) as rows to evaluate: each problem's graph is read from its text alone (every
+    consistent reading kept). ValueError naming the line for a line that is no such problem."""
+    import json
+
+    from physlm.igsm.parse import ParseError, parse_candidates
+
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                graphs = parse_candidates(obj["problem"])
+            except (ValueError, KeyError, TypeError, ParseError) as e:
+                raise ValueError(f"{path} line {n}: not an iGSM problem ({type(e).__name__}: {e})") from None
+            op = obj.get("op") if isinstance(obj.get("op"), int) else graphs[0].op()
+            rows.append({"id": str(obj.get("id", n)), "problem": obj["problem"], "op": op, "graphs": graphs})
+    return rows
+
+
+def is_physlm_model(folder: str) -> bool:
+    """A physlm model folder: a train step, or a model folder kept with its tokenizer (gpt_train --out)."""
+    from physlm.model.tokenizer import MARKERS_FILE
+    from physlm.store import storage
+
+    return storage.exists(storage.join(folder, MARKERS_FILE))
+
+
+def load_physlm(folder: str):
+    """(model, PhyslmCodec with the fallback) of a physlm train step or kept model folder."""
+    from physlm.model import gpt
+    from physlm.store import checkpoint
+
+    model = checkpoint.load_model(folder) if checkpoint.latest(folder) is not None else gpt.load(folder)
+    return model.eval(), PhyslmCodec(load_tokenizer(folder), fallback=True)
 
 
 def write_results(rows: list[dict], folder: str) -> dict:
