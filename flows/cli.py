@@ -76,7 +76,7 @@ def _run_flow(verb: str, preset: str, sets: list[str], dry_run: bool, force: boo
     elif dry_run:
         from flows.sweep import plan_text
 
-        typer.echo(plan_text(preset, list(sets), extra["seeds"], force))
+        typer.echo(plan_text(preset, list(sets), extra["seeds"], force, extra["fan_out"]))
     if verb == "sweep":
         from flows.sweep import sweep as flow
     else:
@@ -146,9 +146,17 @@ def sweep_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List each cell's steps, cached or will-run; do nothing."),
     force: bool = typer.Option(False, "--force", help="Rerun steps even if they are done."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's full log on the console."),
+    fan_out: str = typer.Option(
+        "auto",
+        "--fan-out",
+        help="auto (each cell its own run on the gpu pool when a server has the `cell` "
+        "deployment), on, or off (every cell in this run).",
+    ),
 ) -> None:
     """Run the depth x width sweep of a grid preset: every (shape, seed) cell trained, evaluated, probed."""
-    _run_flow("sweep", preset, sets, dry_run, force, verbose, seeds=list(seeds))
+    if fan_out not in ("auto", "on", "off"):
+        fail(f"--fan-out: must be auto, on or off, got {fan_out!r}")
+    _run_flow("sweep", preset, sets, dry_run, force, verbose, seeds=list(seeds), fan_out=fan_out)
 
 
 def main() -> None:  # pragma: no cover - console entry point

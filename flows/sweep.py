@@ -17,6 +17,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from flows import fleet
 from physlm import plan
 from physlm.presets import resolve
 from physlm.progress import progress
@@ -56,14 +57,14 @@ def cell_steps(preset: str, overrides: list[str], seeds: list[int]) -> dict[str,
     return out
 
 
-def plan_text(preset: str, overrides: list[str], seeds: list[int], force: bool = False) -> str:
-    """The sweep's plan: every cell's steps, cached or will-run, and the table step."""
+def plan_text(preset: str, overrides: list[str], seeds: list[int], force: bool = False, fan_out: str = "auto") -> str:
+    """The sweep's plan: every cell's steps, cached or will-run, the table step, and where cells run."""
     p = resolve(preset, overrides)
     cells = cell_steps(preset, overrides, seeds)
     sstep = psweep.sweep_step(p, seeds, {name: dict(pairs)["evaluate"].path() for name, pairs in cells.items()})
     return (
         f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
-        f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}"
+        f"table {sstep.id} {plan.status(sstep, force)}; {fleet.describe(fan_out)}\n{_plan_table(cells, force)}"
     )
 
 
@@ -79,10 +80,13 @@ def _plan_table(cells: dict[str, list], force: bool) -> str:
     return plan.table(rows, ("cell", *CELL, *(f"{s} step" for s in CELL)))
 
 
-def _data(preset: str, overrides: list[str]) -> None:
-    """Every generate step of the preset (shards, then the step), as in the study's flow."""
+def _data(preset: str, overrides: list[str], fan_out: str = "auto") -> None:
+    """Every generate step of the preset (shards, then the step), as in the study's flow; on a fleet, datasets
+    of more than `data.block_shards` shards as blocks on the cpu pool."""
     p = resolve(preset, overrides)
     steps = generate.plan(p)
+    if p.data.block_shards and fleet.mode(fan_out, fleet.BLOCK):
+        fleet.generate_in_blocks(preset, overrides, steps)
     processes = generate.processes_for(p, steps)
     done = []
     for step in steps:
@@ -109,23 +113,22 @@ def sweep(
     seeds: list[int] = [0, 1],  # noqa: B006
     dry_run: bool = False,
     force: bool = False,
+    fan_out: str = "auto",
 ) -> str:
     """Train, evaluate and probe every cell of `preset`'s grid x `seeds`, then the sweep table; returns the
-    sweep step path. `force` reruns every cell's stages and the table (the data stays cached)."""
+    sweep step path. `force` reruns every cell's stages and the table (the data stays cached). `fan_out`:
+    "auto" runs each cell as its own flow run on the gpu pool when a server has the `cell` deployment
+    (flows/fleet.py), "on" / "off" force the choice."""
     p = resolve(preset, overrides)
     seeds = [int(s) for s in seeds]
     cells = cell_steps(preset, overrides, seeds)
     sstep = psweep.sweep_step(p, seeds, {name: dict(pairs)["evaluate"].path() for name, pairs in cells.items()})
-    print(
-        f"sweep plan for preset {p.name}: {len(p.grid)} shapes x {len(seeds)} seeds = {len(cells)} cells; "
-        f"table {sstep.id} {plan.status(sstep, force)}\n{_plan_table(cells, force)}"
-    )
+    print(plan_text(preset, overrides, seeds, force, fan_out))
     if dry_run:
         return sstep.path()
     with made_by(preset=p.name, overrides=list(overrides)):  # recorded in each step.json (`physlm steps`)
-        _data(preset, overrides)
-        _warm_imports()
-        failed = _run_cells(cells, force)
+        _data(preset, overrides, fan_out)
+        failed = _cells(preset, overrides, seeds, cells, force, fan_out)
     if failed:
         lines = "\n".join(f"  {name}: {why}" for name, why in failed.items())
         print(f"sweep: {len(failed)} of {len(cells)} cells failed (the others are done and cached):\n{lines}")
@@ -139,10 +142,20 @@ def sweep(
     create_markdown_artifact(
         key="sweep",
         markdown=f"# Depth x width sweep ({p.name}, {sstep.id})\n\n"
-        f"Best of seeds {seeds} x decodings {list(p.evaluate.decodings)}"
-        f"\n\n{pivot}",
+        f"Best of seeds {seeds} x decodings {list(p.evaluate.decodings)}\n\n{pivot}",
     )
     return path
+
+
+def _cells(preset: str, overrides: list[str], seeds: list[int], cells: dict, force: bool, fan_out: str) -> dict:
+    """Every cell, here or on the pool; `{cell: why}` of the failed ones."""
+    if not fleet.mode(fan_out):
+        _warm_imports()
+        return _run_cells(cells, force)
+    todo = {name: ovr for name, ovr in psweep.cells(resolve(preset, overrides), seeds, overrides)
+            if force or not dict(cells[name])["probe"].done()}  # fmt: skip
+    print(f"sweep: {len(cells) - len(todo)} cells cached, {len(todo)} started as runs of {fleet.CELL}")
+    return fleet.run_cells(preset, todo, force)
 
 
 def _run_cells(cells: dict[str, list], force: bool) -> dict[str, str]:

@@ -96,11 +96,16 @@ class DataConfig:
     processes: int | None = field(default=None, metadata={"hash": False})
     """How shards are computed, not what they are: 0 in the calling thread, N in a pool of N spawned
     processes, None one process per CPU core when there is more than one shard to make."""
+    block_shards: int = field(default=0, metadata={"hash": False})
+    """On a fleet (flows/fleet.py): a dataset of more shards than this is made as blocks of this many shards,
+    each a run of the `generate-block` deployment on any cpu worker; 0 = never (one machine makes it)."""
 
     def __post_init__(self):
         _positive_ints(self, ("train_shards", "problems_per_shard", "test_problems"))
         if self.processes is not None and self.processes < 0:
             raise ConfigError(f"processes: must be >= 0 or none, got {self.processes}")
+        if self.block_shards < 0:
+            raise ConfigError(f"block_shards: must be >= 0, got {self.block_shards}")
         if self.ood_ops is not None:
             object.__setattr__(self, "ood_ops", tuple(self.ood_ops))
         for op in self.ood_ops_resolved():

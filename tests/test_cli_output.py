@@ -46,3 +46,4 @@ def test_dry_run_prints_the_plan_and_writes_nothing(prefect_harness, root):
     assert out.stdout.count("will-run") == 8 and not os.path.exists(root)
     sweep = _cli("sweep", "--preset", "grid-tiny", "--set", "train.steps=2", "--dry-run", env=env)
     assert sweep.returncode == 0 and "sweep plan for preset grid-tiny: 4 shapes x 2 seeds = 8 cells" in sweep.stdout
+    assert "fan-out off (auto): cells run in this flow run" in sweep.stdout  # no `cell` deployment on this server

@@ -100,3 +100,17 @@ def _assert_tensorboard_reads_the_curve(path: str, rows: list[dict]) -> None:
     assert [(e.step, pytest.approx(e.value, rel=1e-6)) for e in acc.Scalars("train/loss")] == [
         (s, want[s]) for s in (2, 4)
     ]
+
+
+def test_train_on_s3_writes_the_model_folder(s3_root):
+    """On an s3:// root the train step holds config.json and model.safetensors too (save_pretrained writes
+    local files: they are uploaded), and nothing is written to the local working folder."""
+    p = resolve("tiny", TINY)
+    for step in datasets.plan(p):
+        datasets.run(step)
+    path = train.run(train.train_step(p))
+    from physlm.store.steps import read_info, verify
+
+    files = read_info(path)["files"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "events.out.tfevents.physlm"} <= set(files)
+    assert verify(path) == [] and not os.path.exists("s3:")

@@ -124,17 +124,20 @@ def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
 def _save_final(work: str) -> list[str]:
     """A ``save_pretrained`` copy of the last checkpoint's model beside the checkpoints (config.json,
     model.safetensors): the step folder is then a model folder transformers loads. Returns every part."""
+    import os
+    import tempfile
+
     from physlm.store import checkpoint
 
     model = checkpoint.load_model(work)
-    model.save_pretrained(storage.join(work, "final"), safe_serialization=True)
-    parts = sorted(u.rsplit("/", 1)[1] for u in storage.listdir(work) if not u.endswith("/final"))
-    for name in ("config.json", "model.safetensors", "generation_config.json"):
-        src = storage.join(work, "final", name)
-        if storage.exists(src):
-            storage.write_bytes(storage.join(work, name), storage.read_bytes(src))
-            parts.append(name)
-    storage.remove(storage.join(work, "final"), recursive=True)
+    parts = [u.rsplit("/", 1)[1] for u in storage.listdir(work)]
+    with tempfile.TemporaryDirectory() as local:  # save_pretrained writes local files only, whatever the root
+        model.save_pretrained(local, safe_serialization=True)
+        for name in ("config.json", "model.safetensors", "generation_config.json"):
+            if os.path.exists(os.path.join(local, name)):
+                with open(os.path.join(local, name), "rb") as f:
+                    storage.write_bytes(storage.join(work, name), f.read())
+                parts.append(name)
     return sorted(set(parts))
 
 
