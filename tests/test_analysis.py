@@ -74,6 +74,10 @@ def test_accuracy_by_op_with_wilson_ci(root):
     assert (r["model"], r["n"], r["correct"]) == (MODEL, 12, 11)  # model from the checkpoint registry
     assert r["accuracy"] == pytest.approx(11 / 12)
     assert r["ci_low"] == pytest.approx(0.6461, abs=1e-3) and r["ci_high"] == pytest.approx(0.9851, abs=1e-3)
+    from physlm.model.scoring import wilson
+
+    for x in run_query("accuracy_by_op").to_pylist():  # the SQL macro is Python's interval, to the last bit
+        assert (x["ci_low"], x["ci_high"]) == wilson(x["correct"], x["n"])
     assert [x["accuracy"] for x in rows_of("accuracy_by_op", test_set="test_id", decoding="greedy")] == pytest.approx(
         [11 / 12, 1, 1, 0.75]
     )  # pooled first, then op 1..3

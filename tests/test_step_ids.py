@@ -23,7 +23,7 @@ GOLDEN = {
         "train": "6212c5ea",
         "evaluate": "a2c4e841",
         "probe": "42d55144",
-        "analyze": "e951c3b5",
+        "analyze": "c413e844",
     },
     "med-pq": {
         "generate:train": "f9e011d4",
@@ -37,7 +37,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "fe6b9593",
-        "analyze": "9aec3545",
+        "analyze": "5ffc0470",
     },
     "med-qp": {
         "generate:train": "19da129b",
@@ -51,7 +51,7 @@ GOLDEN = {
         "train": "edb53fa4",
         "evaluate": "55703459",
         "probe": "9321c775",
-        "analyze": "ff92d54c",
+        "analyze": "2f42cb24",
     },
     "hard-pq": {
         "generate:train": "7d4016d4",
@@ -66,7 +66,7 @@ GOLDEN = {
         "train": "4ddd331d",
         "evaluate": "bde50207",
         "probe": "e6d37b03",
-        "analyze": "ccd2de39",
+        "analyze": "b91ecf83",
     },
     "hard-qp": {
         "generate:train": "92ee9e6a",
@@ -81,7 +81,7 @@ GOLDEN = {
         "train": "301eb779",
         "evaluate": "66d7977f",
         "probe": "542d5a94",
-        "analyze": "9382eff9",
+        "analyze": "8e773e7d",
     },
     "grid-tiny": {
         "generate:train": "e4a0906d",
@@ -94,7 +94,7 @@ GOLDEN = {
         "train": "770f6268",
         "evaluate": "d95d6b67",
         "probe": "64bae9ce",
-        "analyze": "61664d23",
+        "analyze": "94e4b74f",
         "sweep": "7a1c643a",
     },
     "grid-size1": {
@@ -109,7 +109,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "7ecd0d66",
-        "analyze": "20ae0367",
+        "analyze": "49483e1e",
         "sweep": "ec7b57d0",
     },
     "grid-size2": {
@@ -124,7 +124,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "7ecd0d66",
-        "analyze": "20ae0367",
+        "analyze": "49483e1e",
         "sweep": "28f706d2",
     },
 }

@@ -18,7 +18,9 @@ from physlm.store.steps import Step, run_step
 
 NAME = "analyze"
 GPU = False
-VERSION = 1
+VERSION = 2
+"""2: every Wilson interval comes from one SQL macro computed as physlm.model.scoring.wilson, to the last bit
+(version 1's two inline formulas rounded differently: bounds differ in the last bit)."""
 
 
 def plan(preset: Preset) -> list[Step]:
