@@ -1,18 +1,24 @@
-"""Training throughput of physlm.model.train's step against a plain transformers GPT-2 loop, same shapes, same process.
+"""Training throughput of physlm's training step against a plain transformers GPT-2 loop, same shapes, same process.
 
-    python benchmarks/train.py [--layers 4 --heads 4 --n-ctx 256 --batch 8 --steps 30 --threads 1 --loss-on all]
+    python benchmarks/train.py                       # the tiny preset's shape and batch, 2 threads then 1
+    python benchmarks/train.py --set model.canon=ABCD --steps 30
+    python benchmarks/train.py --preset tiny --set model.shape=GPT2-4-4 --set train.loss_on=all
 
-Ours: one ``physlm.model.train.train_step`` per step (GPT2-ℓ-h + RoPE, masked loss, AdamW with decay groups,
-clipping) fed by ``OnlineProblems`` — the batch is generated, tokenized and packed inside the timed region.
-Baseline: ``GPT2LMHeadModel`` (dropout 0 everywhere, SDPA) + ``torch.optim.AdamW`` + clipping on random ids
-of the same (batch, n_ctx) and vocabulary, ``labels=ids``. Both fp32 on CPU. The two alternate step by
-step; each side's median (and best) step time is reported, in wall and in process-CPU seconds: a shared
-2-core machine has noisy neighbours, and alternating exposes both loops to the same noise.
+Ours: the preset's model and recipe through ``physlm.model.train`` (``train_step``: masked loss with the LM head
+on the target positions only, AdamW with decay groups, clipping), fed by the preset's ``OnlineProblems`` — the
+batch is generated, tokenized and packed inside the timed region — in eager mode and with ``train.compile=body``
+(the transformer blocks compiled by inductor; its compilation time is reported apart, not timed). Baseline:
+``GPT2LMHeadModel`` of the same width, depth, heads, context and vocabulary (dropout 0, SDPA) +
+``torch.optim.AdamW`` + clipping on random ids, ``labels=ids`` (what a plain HF loop does). All fp32 on CPU.
+For each thread count the loops alternate step by step; each side's median step time is reported, wall
+clock: a shared machine has noisy neighbours, and alternating exposes every loop to the same noise. Also
+reported: how long our step waits for its batch (online generation in the training thread).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -21,44 +27,47 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from physlm.config import ModelConfig, TrainConfig
-from physlm.igsm.config import Family, GenConfig
-from physlm.model import tokenizer as T
 from physlm.model.data import OnlineProblems
 from physlm.model.gpt import build
 from physlm.model.train import NextTokenLoss, make_optimizer, train_step
+from physlm.presets import resolve
+from physlm.stages import generate as gen_stage
+from physlm.stages import train as train_stage
 
 
-def ours(mc: ModelConfig, batch: int, loss_on: str = "all"):
-    """A closure running one of our training steps (data included)."""
-    tok = T.build_wordlevel()
-    cfg = TrainConfig(batch_size=batch, loss_on=loss_on)
-    model = build(mc).train()
-    opt = make_optimizer(model, cfg, fused=False)
-    data = OnlineProblems(GenConfig(family=Family("bench", max_op=6, max_edge=8)), tok)
-    batches = data.batches(None, n_ctx=mc.n_ctx, batch_size=batch, loss_on=loss_on)
-    cpu, loss = torch.device("cpu"), NextTokenLoss(model, sparse=True)
-    return lambda: train_step(loss, model, opt, next(batches), cfg.lr, cfg.grad_clip, batch, 1, cpu)
+class Ours:
+    """One of our training steps per call (data included), the preset's model, recipe and data."""
+
+    def __init__(self, p, compile_mode: str):
+        cfg = dataclasses.replace(p.train, compile=compile_mode)
+        self.model = build(p.model).train()
+        self.opt = make_optimizer(self.model, cfg, fused=False)
+        if compile_mode == "body":
+            self.model.base_model.compile()
+        self.loss = NextTokenLoss(self.model, sparse=True)
+        gen = gen_stage.dataset_step(p, "train").config.gen
+        data = OnlineProblems(gen, train_stage.tokenizer_for(p.tokenizer))
+        self.batches = data.batches(None, n_ctx=p.model.n_ctx, batch_size=cfg.batch_size, loss_on=cfg.loss_on)
+        self.cfg, self.waits = cfg, []
+
+    def __call__(self) -> None:
+        t = time.perf_counter()
+        batch = next(self.batches)
+        self.waits.append(time.perf_counter() - t)
+        train_step(self.loss, self.model, self.opt, batch, self.cfg.lr, self.cfg.grad_clip, self.cfg.batch_size, 1,
+                   torch.device("cpu"))  # fmt: skip
 
 
-def hf_gpt2(mc: ModelConfig, batch: int):
+def hf_gpt2(p):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(
-        vocab_size=mc.vocab_size,
-        n_positions=mc.n_ctx,
-        n_embd=mc.width,
-        n_layer=mc.n_layer,
-        n_head=mc.n_head,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=None,
-        eos_token_id=None,
-    )
+    mc = p.model
+    cfg = GPT2Config(vocab_size=mc.vocab_size, n_positions=mc.n_ctx, n_embd=mc.width, n_layer=mc.n_layer,
+                     n_head=mc.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
+                     eos_token_id=None)  # fmt: skip
     model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa").train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.05)
-    ids = torch.randint(0, mc.vocab_size, (batch, mc.n_ctx))
+    ids = torch.randint(0, mc.vocab_size, (p.train.batch_size, mc.n_ctx))
 
     def step():
         model(input_ids=ids, labels=ids).loss.backward()
@@ -69,55 +78,53 @@ def hf_gpt2(mc: ModelConfig, batch: int):
     return step
 
 
-def timed(fn) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) of one call."""
-    t, c = time.perf_counter(), time.process_time()
+def timed(fn) -> float:
+    t = time.perf_counter()
     fn()
-    return time.perf_counter() - t, time.process_time() - c
+    return time.perf_counter() - t
+
+
+def measure(p, threads: int, steps: int) -> dict:
+    """Median step seconds of each loop at ``threads`` torch threads, alternating step by step."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    loops = {"HF GPT-2": hf_gpt2(p), "ours": Ours(p, "off")}
+    t = time.perf_counter()
+    loops["ours, compile=body"] = Ours(p, "body")
+    loops["ours, compile=body"]()  # compiles
+    compile_s = time.perf_counter() - t
+    for fn in loops.values():  # warm-up: allocator, oneDNN kernels
+        fn(), fn()
+    times: dict[str, list[float]] = {k: [] for k in loops}
+    for _ in range(steps):
+        for k, fn in loops.items():
+            times[k].append(timed(fn))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    waits = {k: statistics.median(fn.waits) for k, fn in loops.items() if isinstance(fn, Ours)}
+    return {"median": med, "compile_s": compile_s, "waits": waits}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--n-ctx", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument(
-        "--loss-on",
-        choices=("all", "solution"),
-        default="all",
-        help="our loss targets: every token (the paper), or the solution only (the tiny preset; our LM "
-        "head then runs on those positions only, while the HF loop computes every logit as it must "
-        "for labels masked with -100)",
-    )
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", default="2,1", help="thread counts to measure, comma separated")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    mc = ModelConfig(
-        n_layer=args.layers, n_head=args.heads, vocab_size=T.build_wordlevel().vocab_size, n_ctx=args.n_ctx
-    )
-    print(
-        f"{mc.name} width {mc.width} vocab {mc.vocab_size} n_ctx {mc.n_ctx} batch {args.batch} "
-        f"threads {torch.get_num_threads()} loss on {args.loss_on} torch {torch.__version__}"
-    )
-    a_step, b_step = ours(mc, args.batch, args.loss_on), hf_gpt2(mc, args.batch)
-    for _ in range(2):  # warm-up: allocator, oneDNN kernels
-        a_step(), b_step()
-    a, b = [], []
-    for _ in range(args.steps):
-        a.append(timed(a_step))
-        b.append(timed(b_step))
-    tokens = args.batch * mc.n_ctx
-    for i, kind in enumerate(("wall", "cpu")):
-        ma, mb = statistics.median(x[i] for x in a), statistics.median(x[i] for x in b)
-        ba, bb = min(x[i] for x in a), min(x[i] for x in b)
-        print(
-            f"{kind:4s} ours {tokens / ma:7.0f} tok/s (median {ma * 1e3:.0f} ms, best {ba * 1e3:.0f} ms) | "
-            f"HF GPT-2 {tokens / mb:7.0f} tok/s (median {mb * 1e3:.0f} ms, best {bb * 1e3:.0f} ms) | "
-            f"ratio {mb / ma:.2f} (best-vs-best {bb / ba:.2f})"
-        )
+    p = resolve(args.preset, args.sets)
+    tokens = p.train.batch_size * p.model.n_ctx
+    m = p.model
+    print(f"{m.name} width {m.width} canon {m.canon or '-'} vocab {m.vocab_size} n_ctx {m.n_ctx} batch "
+          f"{p.train.batch_size} loss on {p.train.loss_on} torch {torch.__version__}")  # fmt: skip
+    for threads in (int(t) for t in args.threads.split(",")):
+        r = measure(p, threads, args.steps)
+        base = r["median"]["HF GPT-2"]
+        for name, s in r["median"].items():
+            wait = r["waits"].get(name)
+            extra = f", batch wait {wait * 1e3:.0f} ms" if wait is not None else ""
+            print(f"threads {threads}  {name:20s} {tokens / s:7.0f} tok/s  {s * 1e3:5.0f} ms/step  "
+                  f"ratio {base / s:.2f}{extra}")  # fmt: skip
+        print(f"threads {threads}  compilation of the blocks: {r['compile_s']:.0f} s (once per run)")
 
 
 if __name__ == "__main__":

@@ -213,8 +213,11 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
 
 
 def _runner(model, cfg: TrainConfig, run: _Run):
-    """The loss module the loop calls: sparse LM head in eager mode, dense when compiled; DDP-wrapped."""
+    """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
+    transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
+    if cfg.compile == "body":
+        model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
     runner = NextTokenLoss(model, sparse=not compiled)
     if run.world > 1:
         cuda = run.device.type == "cuda"
