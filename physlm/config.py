@@ -460,6 +460,9 @@ class ProbeConfig:
     """Seed of the randomly initialised model of the random_init baseline."""
     device: str = field(default="auto", metadata={"hash": False})
     """"auto" (cuda if available), "cpu", "cuda" (bf16 autocast on CUDA)."""
+    processes: int | None = field(default=None, metadata={"hash": False})
+    """How the probes are run, not what they give: 0 in the calling process, N in N spawned one-thread
+    processes, None one per CPU core on a CPU with several cores (0 on a GPU)."""
 
     def __post_init__(self):
         for name in ("tasks", "layers", "baselines"):
@@ -479,6 +482,8 @@ class ProbeConfig:
             raise ConfigError(f"layers: distinct block indices >= 0, got {self.layers}")
         if not self.device:
             raise ConfigError("device: must be 'auto', 'cpu', 'cuda', ...")
+        if self.processes is not None and (not isinstance(self.processes, int) or self.processes < 0):
+            raise ConfigError(f"processes: must be None or an int >= 0, got {self.processes!r}")
 
 
 QUERIES = (

@@ -3,6 +3,7 @@ predictions/metrics tables, the frozen model, the cache, and the error-analysis 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 
@@ -146,6 +147,14 @@ def test_probe_stage_end_to_end(root):
     stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
     assert probe.run(step) == path  # cache hit
     assert os.stat(os.path.join(path, "step.json")).st_mtime_ns == stamp
+
+    # The probes in a pool of spawned processes give exactly what they give in this process.
+    x = probe.load_inputs(step)
+    got = {n: probe.fit(dataclasses.replace(step.config, processes=n), x) for n in (0, 2)}
+    assert got[0][0] == got[2][0] and got[0][1] == got[2][1]  # prediction and metrics rows, in order
+    assert got[0][0] == [r for r in preds if r["source"] == "probe_test"]  # as the step wrote them
+    for task, vp in got[0][2].items():
+        assert all(torch.equal(v, got[2][2][task].trainable()[k]) for k, v in vp.trainable().items())
 
 
 def test_first_wrong_probe_point(root):

@@ -240,6 +240,14 @@ class VProbe(nn.Module):
             **{f"head.{k}": v for k, v in self.head.state_dict().items()},
         }
 
+    @torch.no_grad()
+    def load_trainable(self, tensors: dict[str, torch.Tensor]) -> VProbe:
+        """Set the probe's own tensors from :meth:`trainable` of another (e.g. trained in another process)."""
+        self.lora_a.copy_(tensors["lora_a"])
+        self.lora_b.copy_(tensors["lora_b"])
+        self.head.load_state_dict({k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")})
+        return self
+
 
 def resolve_device(device: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
@@ -283,13 +291,12 @@ def fit_vprobe(
             take = order[pos : pos + cfg.batch_size - len(idx)].tolist()
             idx += take
             pos += len(take)
-        ids, mask, end = act.pad_right([seqs[i] for i in idx], pad_id, dev)  # (batch pos) x2, (batch,)
         y = y_all[idx].to(dev)  # (batch,)
         # ---- step: linear decay from cfg.lr at step 0 to 0 after the last step
         for group in opt.param_groups:
             group["lr"] = cfg.lr * (1 - step / cfg.steps)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            logits = probe(ids, mask, end)  # (batch n_classes)
+            logits = _batch_logits(probe, [seqs[i] for i in idx], pad_id, dev)  # (batch n_classes)
         loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -298,6 +305,25 @@ def fit_vprobe(
         if on_step is not None:
             on_step(1)
     return probe.eval(), losses
+
+
+CPU_SUB_BATCH = 4
+"""On a CPU a probe batch runs as length-sorted sub-batches of this many sequences: right padding to the
+batch's longest sequence cost ~1.5x the real tokens (attention more), and on a CPU small batches lose
+nothing (tiny preset, one thread: 90 -> 63 ms per step). A GPU gets the whole batch in one pass."""
+
+
+def _batch_logits(probe: VProbe, seqs: Sequence[Sequence[int]], pad_id: int, dev: torch.device) -> torch.Tensor:
+    """``(batch n_classes)`` logits of ``seqs`` in their order; the same batch and the same loss, computed
+    in length-sorted sub-batches on a CPU (:data:`CPU_SUB_BATCH`)."""
+    if dev.type != "cpu" or len(seqs) <= CPU_SUB_BATCH:
+        return probe(*act.pad_right(seqs, pad_id, dev))
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    parts = [order[i : i + CPU_SUB_BATCH] for i in range(0, len(order), CPU_SUB_BATCH)]
+    logits = torch.cat([probe(*act.pad_right([seqs[i] for i in part], pad_id, dev)) for part in parts])
+    back = torch.empty(len(order), dtype=torch.long)
+    back[torch.tensor(order)] = torch.arange(len(order))
+    return logits[back.to(dev)]
 
 
 @torch.no_grad()
@@ -479,6 +505,54 @@ def prediction_rows(
     ]
 
 
+def probe_examples(tok, train_rows: Sequence[dict], test_rows: Sequence[dict], cfg: ProbeConfig, task: str):
+    """``(train examples, test examples)`` of ``task``: built once, shared by its V-probe, every baseline and
+    every layer (the same test pairs for all: paired comparisons)."""
+    train = build_examples(tok, train_rows, task, cfg.samples_per_problem, cfg.balanced, cfg.seed)
+    test = build_examples(tok, test_rows, task, cfg.samples_per_problem, False, cfg.seed)
+    if not train or not test:
+        raise ValueError(f"probe {task}: no probe examples (train {len(train)}, test {len(test)})")
+    return train, test
+
+
+def fit_probe(
+    model,
+    train: Sequence[ProbeExample],
+    test: Sequence[ProbeExample],
+    cfg: ProbeConfig,
+    checkpoint_id: str,
+    baseline_name: str = "vprobe",
+    layer: int = -1,
+    pad_id: int = 0,
+    on_step=None,
+) -> tuple[list[dict], list[dict], VProbe | None]:
+    """Probe the examples' task at ``layer``: train on ``train``, predict ``test``. ``baseline_name``:
+    "vprobe" (this model), "random_init" (the caller passes ``random_init_like(model, seed)``; same V-probe)
+    or "linear" (softmax regression on the frozen states at the site). Returns (predictions rows, metrics
+    rows, the trained V-probe or None for "linear")."""
+    if baseline_name not in BASELINES:
+        raise ValueError(f"baseline_name: must be one of {BASELINES}, got {baseline_name!r}")
+    task, y = train[0].task, [e.label for e in train]
+    probe = None
+    if baseline_name == "linear":
+        model.to(resolve_device(cfg.device))
+        site = act.site_name(layer)
+
+        def states(examples):  # (n d_model), batched by length, rows back in example order
+            order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
+            batches = act.batched([examples[i].ids for i in order], cfg.batch_size)
+            return act.capture(model, batches, [site], pad_id=pad_id)[site][np.argsort(order)]
+
+        probs = fit_linear(states(train), y, n_classes(task)).predict_proba(states(test))
+        if on_step is not None:
+            on_step(cfg.steps)  # counted as one probe's worth of steps
+    else:
+        probe, _ = fit_vprobe(model, [e.ids for e in train], y, n_classes(task), cfg, layer, pad_id, on_step)
+        probs = predict_vprobe(probe, [e.ids for e in test], cfg.batch_size, pad_id=pad_id)
+    preds = prediction_rows(test, probs, checkpoint_id, layer, baseline_name)
+    return preds, metric_rows(preds, majority_class(y)), probe
+
+
 def run_probe(
     model,
     tok,
@@ -491,35 +565,12 @@ def run_probe(
     layer: int = -1,
     on_step=None,
 ) -> tuple[list[dict], list[dict]]:
-    """Probe ``task`` at ``layer``: train on ``train_rows``, predict ``test_rows`` (problem rows;
-    the paper's split is template hash < 17 / >= 17, chosen by the caller). ``baseline_name``: "vprobe"
-    (this model), "random_init" (the caller passes ``random_init_like(model, seed)``; same V-probe) or
-    "linear" (softmax regression on the frozen states at the site). Returns (predictions rows, metrics rows).
-    """
+    """:func:`fit_probe` on problem rows (the paper's split is template hash < 17 / >= 17, chosen by the
+    caller): ``(predictions rows, metrics rows)``."""
     if baseline_name not in BASELINES:
         raise ValueError(f"baseline_name: must be one of {BASELINES}, got {baseline_name!r}")
-    pad = tok.markers.end
-    train = build_examples(tok, train_rows, task, cfg.samples_per_problem, cfg.balanced, cfg.seed)
-    test = build_examples(tok, test_rows, task, cfg.samples_per_problem, False, cfg.seed)
-    if not train or not test:
-        raise ValueError(f"run_probe: no probe examples (train {len(train)}, test {len(test)})")
-    y = [e.label for e in train]
-    if baseline_name == "linear":
-        model.to(resolve_device(cfg.device))
-        site = act.site_name(layer)
-
-        def states(examples):  # (n d_model), batched by length, rows back in example order
-            order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
-            x = act.capture(model, act.batched([examples[i].ids for i in order], cfg.batch_size), [site], pad_id=pad)[
-                site
-            ]
-            return x[np.argsort(order)]
-
-        probs = fit_linear(states(train), y, n_classes(task)).predict_proba(states(test))
-        if on_step is not None:
-            on_step(cfg.steps)  # counted as one probe's worth of steps
-    else:
-        probe, _ = fit_vprobe(model, [e.ids for e in train], y, n_classes(task), cfg, layer, pad, on_step)
-        probs = predict_vprobe(probe, [e.ids for e in test], cfg.batch_size, pad_id=pad)
-    preds = prediction_rows(test, probs, checkpoint_id, layer, baseline_name)
-    return preds, metric_rows(preds, majority_class(y))
+    train, test = probe_examples(tok, train_rows, test_rows, cfg, task)
+    preds, metrics, _ = fit_probe(
+        model, train, test, cfg, checkpoint_id, baseline_name, layer, tok.markers.end, on_step
+    )
+    return preds, metrics

@@ -27,6 +27,7 @@ Prediction rows by ``source``:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from physlm.config import ProbeConfig
@@ -78,6 +79,7 @@ class Inputs:
     cid: str
     train_rows: list[dict]
     test_rows: list[dict]
+    train_path: str
 
 
 def load_inputs(step: Step) -> Inputs:
@@ -98,62 +100,127 @@ def load_inputs(step: Step) -> Inputs:
         train.final_checkpoint_id(train_path),
         train_rows,
         test_rows,
+        train_path,
     )
 
 
 # ---------------------------------------------------------------------------------------------- E4-E6, E10
 
 
+@dataclass(frozen=True)
+class Job:
+    """One probe of the step: a task's V-probe of the trained model, a baseline of it, or the nece V-probe at
+    an extra layer."""
+
+    task: str
+    baseline: str = "vprobe"
+    layer: int = -1
+
+
+def jobs(cfg: ProbeConfig) -> list[Job]:
+    """Every probe, in the order of the output rows: per task the V-probe then its baselines, then the
+    layer-wise nece probes."""
+    per_task = [Job(t, b) for t in cfg.tasks for b in ("vprobe", *cfg.baselines)]
+    return per_task + [Job("nece", "vprobe", layer) for layer in cfg.layers]
+
+
 def fit(cfg: ProbeConfig, x: Inputs) -> tuple[list[dict], list[dict], dict]:
-    """Every task's V-probe with its baselines, and the layer-wise nece probes: ``(prediction rows, metrics
-    rows, {task: trained V-probe})`` for the tasks the error analysis reuses."""
+    """Every job's probe: ``(prediction rows, metrics rows, {task: trained V-probe})`` for the tasks the error
+    analysis reuses. Each task's examples are built once; the probes run in this process or, on a CPU with
+    several cores, in a pool of spawned one-thread processes (the same results: each probe is seeded on its
+    own; ``cfg.processes``)."""
     from physlm.model import probe as P
     from physlm.progress import progress
 
-    preds: list[dict] = []
-    metrics: list[dict] = []
-    probes = {}
-    rand = P.random_init_like(x.model, cfg.random_init_seed) if "random_init" in cfg.baselines else None
-    n_probes = len(cfg.tasks) * (1 + len(cfg.baselines)) + len(cfg.layers)
-    with progress(n_probes * cfg.steps, "probe", "steps") as bar:
-        for task in cfg.tasks:
-            bar.describe(f"probe {task} vprobe")
-            p_rows, m_rows, vp = _fit_vprobe(cfg, task, x, bar.update)
-            preds += p_rows
-            metrics += m_rows
-            if task in KEEP:
-                probes[task] = vp
-            for name, model in (("random_init", rand), ("linear", x.model)):
-                if name in cfg.baselines:
-                    bar.describe(f"probe {task} {name}")
-                    p_rows, m_rows = P.run_probe(model, x.tok, x.train_rows, x.test_rows, cfg, task, x.cid, name,
-                                                 on_step=bar.update)  # fmt: skip
-                    preds += p_rows
-                    metrics += m_rows
-        del rand
-        for layer in cfg.layers:
-            bar.describe(f"probe nece layer {layer}")
-            p_rows, m_rows = P.run_probe(x.model, x.tok, x.train_rows, x.test_rows, cfg, "nece", x.cid,
-                                         layer=layer, on_step=bar.update)  # fmt: skip
-            preds += p_rows
-            metrics += m_rows
+    todo = jobs(cfg)
+    examples = {
+        t: P.probe_examples(x.tok, x.train_rows, x.test_rows, cfg, t) for t in dict.fromkeys(j.task for j in todo)
+    }
+    n = processes(cfg, len(todo))
+    with progress(len(todo) * cfg.steps, "probe", "steps") as bar:
+        if n:
+            results = _fit_in_pool(n, cfg, x, todo, examples, bar)
+        else:
+            models = {"trained": x.model}
+            results = {}
+            for job in todo:
+                bar.describe(f"probe {job.task} {job.baseline}" + (f" layer {job.layer}" if job.layer >= 0 else ""))
+                results[job] = run_job(models, cfg, x.cid, x.tok.markers.end, job, *examples[job.task], bar.update)
+    preds = [r for job in todo for r in results[job][0]]
+    metrics = [r for job in todo for r in results[job][1]]
+    probes = {
+        job.task: P.VProbe(x.model, P.n_classes(job.task), -1, cfg.rank, cfg.seed)
+        .load_trainable(results[job][2])
+        .eval()
+        for job in todo
+        if results[job][2] is not None
+    }
     return preds, metrics, probes
 
 
-def _fit_vprobe(cfg: ProbeConfig, task: str, x: Inputs, on_step=None):
-    """``probe.run_probe(..., "vprobe")`` that also returns the trained probe (for E7/E8)."""
+def run_job(models: dict, cfg: ProbeConfig, cid: str, pad: int, job: Job, train_ex, test_ex, on_step=None):
+    """One probe: ``(prediction rows, metrics rows, trained tensors)``, the tensors (``VProbe.trainable``) only
+    for the layer -1 V-probes of the tasks the error analysis reuses (KEEP). ``models`` holds the trained
+    model and, once asked for, its random-init twin."""
     from physlm.model import probe as P
 
-    pad = x.tok.markers.end
-    train_ex = P.build_examples(x.tok, x.train_rows, task, cfg.samples_per_problem, cfg.balanced, cfg.seed)
-    test_ex = P.build_examples(x.tok, x.test_rows, task, cfg.samples_per_problem, False, cfg.seed)
-    if not train_ex or not test_ex:
-        raise ValueError(f"probe {task}: no probe examples (train {len(train_ex)}, test {len(test_ex)})")
-    y = [e.label for e in train_ex]
-    vp, _ = P.fit_vprobe(x.model, [e.ids for e in train_ex], y, P.n_classes(task), cfg, pad_id=pad, on_step=on_step)
-    probs = P.predict_vprobe(vp, [e.ids for e in test_ex], cfg.batch_size, pad_id=pad)
-    preds = P.prediction_rows(test_ex, probs, x.cid, -1, "vprobe")
-    return preds, P.metric_rows(preds, P.majority_class(y)), vp
+    if job.baseline == "random_init" and "random_init" not in models:
+        models["random_init"] = P.random_init_like(models["trained"], cfg.random_init_seed)
+    model = models["random_init" if job.baseline == "random_init" else "trained"]
+    preds, metrics, vp = P.fit_probe(model, train_ex, test_ex, cfg, cid, job.baseline, job.layer, pad, on_step)
+    keep = job.baseline == "vprobe" and job.layer == -1 and job.task in KEEP
+    return preds, metrics, ({k: v.detach().clone() for k, v in vp.trainable().items()} if keep else None)
+
+
+def processes(cfg: ProbeConfig, n_jobs: int) -> int:
+    """Worker processes for the probes: ``cfg.processes`` if set; else on a CPU one per core (at most one
+    per job) when there are several cores, 0 (in this process) on a GPU or a single core."""
+    from physlm.model.probe import resolve_device
+
+    if cfg.processes is not None:
+        return min(cfg.processes, n_jobs)
+    if resolve_device(cfg.device).type != "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, n_jobs) if cores > 1 else 0
+
+
+_worker: dict = {}
+"""A pool worker's models (the trained one, loaded once per process; its random-init twin when asked)."""
+
+
+def _init_worker(train_path: str) -> None:
+    import torch
+
+    from physlm.store import checkpoint
+
+    torch.set_num_threads(1)
+    _worker["trained"] = checkpoint.load_model(train_path)
+
+
+def _job_in_worker(cfg: ProbeConfig, cid: str, pad: int, job: Job, train_ex, test_ex):
+    return run_job(_worker, cfg, cid, pad, job, train_ex, test_ex)
+
+
+def _fit_in_pool(n: int, cfg: ProbeConfig, x: Inputs, todo: list[Job], examples: dict, bar) -> dict:
+    """Run the jobs in ``n`` spawned processes, the V-probes (costly) first; results by job."""
+    import concurrent.futures
+    import multiprocessing
+
+    order = sorted(todo, key=lambda j: j.baseline == "linear")
+    ctx = multiprocessing.get_context("spawn")  # s3fs and torch threads are not fork-safe
+    with concurrent.futures.ProcessPoolExecutor(
+        n, mp_context=ctx, initializer=_init_worker, initargs=(x.train_path,)
+    ) as pool:
+        futures = {
+            pool.submit(_job_in_worker, cfg, x.cid, x.tok.markers.end, job, *examples[job.task]): job for job in order
+        }
+        bar.describe(f"probe: {len(todo)} probes in {n} processes")
+        results = {}
+        for done in concurrent.futures.as_completed(futures):
+            results[futures[done]] = done.result()
+            bar.update(cfg.steps)
+    return results
 
 
 # ---------------------------------------------------------------------------------------------- E7, E8
