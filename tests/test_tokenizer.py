@@ -4,6 +4,7 @@ marker ids (on a synthetic byte-level vocabulary: no GPT-2 files on this machine
 
 import json
 import os
+import random
 
 import pytest
 
@@ -51,6 +52,38 @@ def test_names_are_single_tokens(tok):
     words = T.build_wordlevel("words")
     assert [words.tok.id_to_token(i) for i in words.encode(" Harbor Point's")] == [" Harbor", " Point", "'s"]
     assert tok.decode(tok.encode(" Bayview? Zz!")).startswith(" Bayview?")  # unknown text -> [UNK], no crash
+
+
+def library_ids(tok, text):
+    return tok.tok.encode(text, add_special_tokens=False).ids
+
+
+@pytest.mark.parametrize("names", ["whole", "words"])
+def test_fast_encoding_equals_the_library(names, problems, tmp_path):
+    """Our Python encoder gives the tokenizers library's ids: on every problem, solution and answer text of
+    each family and format, on texts built to trip it (names at word boundaries, prefixes of names, numbers
+    glued to words, odd spaces and characters, unknown words) and on random strings of those pieces; and a
+    tokenizer saved and loaded again still takes it."""
+    tok = T.build_wordlevel(names)
+    assert tok._fast is not None
+    texts = [t for p in problems for t in (p.problem, p.solution, f" {p.answer}")]
+    texts += [
+        " Harbor Point's Harbor Pointy Harbor Point7 Harbor  Point Harbor Point",
+        "Harbor Point", " Index Cards's Index", "  double  spaces ", "", " ", "'s's", "'", "''s",
+        " Bayview? Zz! 12ab ab12 007 -3 + 4 * 5 = x;y,z.", "tab\tnew\nline", " Ünïcode Harbor PointÜ é",
+        " The number of each Harbor Point's Index Cards equals 3.",
+    ]  # fmt: skip
+    pieces = [" Harbor", " Point", "Harbor", "Point", " Index", " Cards", "'s", " ", "  ", "7", " 12", "a", "?", "Ü",
+              ".", " The", " Bay", "view", "-", "\n"]  # fmt: skip
+    rng = random.Random(0)
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
+    for text in texts:
+        assert tok.encode(text) == library_ids(tok, text), repr(text)
+    assert tok.encode_batch(texts[:50]) == [library_ids(tok, t) for t in texts[:50]]
+    special = " The<|endoftext|> [START] Harbor Point [END]"
+    assert not tok._fast.handles(special) and tok.encode(special) == library_ids(tok, special)
+    tok.save(str(tmp_path))
+    assert T.load(str(tmp_path))._fast is not None
 
 
 def test_build_is_deterministic(tok):

@@ -91,15 +91,20 @@ class Tokenizer:
 
     def __init__(self, tok: HFTokenizer, markers: Markers, kind: str):
         self.tok, self.markers, self.kind = tok, markers, kind
+        self._fast = _FastWordLevel.of(tok) if kind == "wordlevel" else None
 
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
+        if self._fast is not None and self._fast.handles(text):
+            return self._fast.encode(text)
         return self.tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if self._fast is not None and all(map(self._fast.handles, texts)):
+            return [self._fast.encode(t) for t in texts]
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
     def decode(self, ids) -> str:
@@ -216,6 +221,56 @@ def _split_regex(names: str) -> str:
         parts.append(" ?(?:" + "|".join(re.escape(n) for n in multi) + ")(?![A-Za-z0-9])")
     parts += [" ?[A-Za-z]+", " ?[0-9]+", "'s", " ?[^A-Za-z0-9 ]", " "]
     return "|".join(parts)
+
+
+_WORD_PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]+|'s| ?[^A-Za-z0-9 ]| ")
+"""The pre-tokenizer's alternatives after the item names, in its order (:func:`_split_regex`)."""
+
+
+class _FastWordLevel:
+    """The word-level tokenizer's encoding in Python, ~10x faster than the tokenizers library's ``Split`` on a
+    regex alternation of 1,150 names, with the same ids (tested on the text of every family and format, and
+    on adversarial strings): at each position the generic pieces of :data:`_WORD_PIECE`, except that a word
+    which starts an item name (the longest that matches, ending at a word boundary) yields the name. Built only
+    when the tokenizer's pre-tokenizer is exactly ours; text holding a special token takes the library path."""
+
+    def __init__(self, vocab: dict[str, int], names: list[str], unk: int, specials: list[str]):
+        self.vocab, self.unk, self.specials = vocab, unk, specials
+        self.by_first: dict[str, list[str]] = {}  # first word -> the names it starts, longest first
+        for name in sorted(names, key=lambda n: (-len(n), n)):
+            self.by_first.setdefault(name.split(" ", 1)[0], []).append(name)
+
+    @classmethod
+    def of(cls, tok: HFTokenizer) -> _FastWordLevel | None:
+        spec = json.loads(tok.to_str())
+        pattern = ((spec.get("pre_tokenizer") or {}).get("pattern") or {}).get("Regex")
+        model = spec.get("model") or {}
+        if spec.get("normalizer") or model.get("type") != "WordLevel" or pattern is None:
+            return None
+        for mode in ("whole", "words"):
+            if pattern == _split_regex(mode):
+                names = [n for n in igsm_vocab.load().all_items() if " " in n] if mode == "whole" else []
+                specials = [t["content"] for t in spec.get("added_tokens", [])]
+                return cls(model["vocab"], names, model["vocab"][model["unk_token"]], specials)
+        return None
+
+    def handles(self, text: str) -> bool:
+        return not any(sp in text for sp in self.specials)
+
+    def encode(self, text: str) -> list[int]:
+        out, pos, n = [], 0, len(text)
+        match, vocab, unk, by_first = _WORD_PIECE.match, self.vocab, self.unk, self.by_first
+        while pos < n:
+            piece = match(text, pos).group()  # every character starts some alternative
+            start = pos + 1 if piece[0] == " " else pos
+            for name in by_first.get(piece[start - pos :], ()):
+                end = start + len(name)
+                if text.startswith(name, start) and (end == n or not text[end].isascii() or not text[end].isalnum()):
+                    piece = text[pos:end]
+                    break
+            out.append(vocab.get(piece, unk))
+            pos += len(piece)
+        return out
 
 
 def build_wordlevel(names: str = "whole") -> Tokenizer:
