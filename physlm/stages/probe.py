@@ -144,7 +144,7 @@ def fit(cfg: ProbeConfig, x: Inputs) -> tuple[list[dict], list[dict], dict]:
             models = {"trained": x.model}
             results = {}
             for job in todo:
-                bar.describe(f"probe {job.task} {job.baseline}" + (f" layer {job.layer}" if job.layer >= 0 else ""))
+                bar.describe(_label(job))
                 results[job] = run_job(models, cfg, x.cid, x.tok.markers.end, job, *examples[job.task], bar.update)
     preds = [r for job in todo for r in results[job][0]]
     metrics = [r for job in todo for r in results[job][1]]
@@ -172,6 +172,10 @@ def run_job(models: dict, cfg: ProbeConfig, cid: str, pad: int, job: Job, train_
     return preds, metrics, ({k: v.detach().clone() for k, v in vp.trainable().items()} if keep else None)
 
 
+def _label(job: Job) -> str:
+    return f"probe {job.task} {job.baseline}" + (f" layer {job.layer}" if job.layer >= 0 else "")
+
+
 def processes(cfg: ProbeConfig, n_jobs: int) -> int:
     """Worker processes for the probes: ``cfg.processes`` if set; else on a CPU one per core (at most one
     per job) when there are several cores, 0 (in this process) on a GPU or a single core."""
@@ -190,12 +194,26 @@ _worker: dict = {}
 
 
 def _init_worker(train_path: str) -> None:
+    import multiprocessing
+    import threading
+
     import torch
 
     from physlm.store import checkpoint
 
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a killed stage must not leave its workers behind (holding its stderr, its cores)
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
     torch.set_num_threads(1)
     _worker["trained"] = checkpoint.load_model(train_path)
+
+
+def _exit_with(sentinel: int) -> None:
+    """Block until the parent process is gone (its sentinel becomes ready), then end this worker at once."""
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(1)
 
 
 def _job_in_worker(cfg: ProbeConfig, cid: str, pad: int, job: Job, train_ex, test_ex):
@@ -218,7 +236,9 @@ def _fit_in_pool(n: int, cfg: ProbeConfig, x: Inputs, todo: list[Job], examples:
         bar.describe(f"probe: {len(todo)} probes in {n} processes")
         results = {}
         for done in concurrent.futures.as_completed(futures):
-            results[futures[done]] = done.result()
+            job = futures[done]
+            results[job] = done.result()
+            bar.describe(f"{_label(job)} done ({len(results)}/{len(todo)} probes, {n} processes)")
             bar.update(cfg.steps)
     return results
 
