@@ -42,6 +42,7 @@ DRY = [
     "model.shape=GPT2-2-2",
     "model.n_ctx=256",
     "train.steps=4",
+    "train.compile=off",
     "train.batch_size=4",
     "train.micro_batch_size=2",
     "train.ckpt_every=4",

@@ -30,7 +30,9 @@ from physlm.stages import generate, probe, train
 def inputs(root: str | None, overrides: list[str]):
     """The probe stage's inputs on a root (made here, with a briefly trained model, when none is given)."""
     os.environ["PHYSLM_ROOT"] = root or tempfile.mkdtemp(prefix="physlm-probe-bench-")
-    preset = resolve("tiny", overrides if root else ["train.steps=20", "train.progress=false", *overrides])
+    preset = resolve(
+        "tiny", overrides if root else ["train.steps=20", "train.compile=off", "train.progress=false", *overrides]
+    )
     if not root:
         for step in generate.plan(preset):
             generate.run(step)

@@ -54,6 +54,7 @@ PIPELINE = [
     "data.processes=0",
     "data.online=false",
     "train.steps=12",
+    "train.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=3",
     "train.num_threads=1",

@@ -19,6 +19,7 @@ TINY = [
     "data.test_problems=4",
     "data.processes=0",
     "train.steps=4",
+    "train.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=2",
     "evaluate.limit=3",

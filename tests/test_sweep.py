@@ -28,6 +28,7 @@ SMALL = [
     "data.test_problems=4",
     "data.processes=0",
     "train.steps=2",
+    "train.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=1",
     "evaluate.limit=2",
