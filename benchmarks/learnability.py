@@ -203,7 +203,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         groups[(r["variant"], r["preset"], r["steps"], r["batch_size"])].append(r)
     max_op = max((len(r["eval"]["seen"]) for r in results), default=4)
-    head = ["variant", "overrides", "steps × batch", "seeds"] + [f"op {k} (seen)" for k in range(1, max_op + 1)]
+    head = ["variant", "model", "overrides", "steps × batch", "seeds"] + [f"op {k} (seen)" for k in range(1, max_op + 1)]
     head += ["unseen templates", "loss", "tok/s", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (variant, _preset, steps, batch), rs in groups.items():
@@ -225,6 +225,7 @@ def table(results: list[dict]) -> str:
             + " | ".join(
                 [
                     variant,
+                    model_label(rs[0]),
                     overrides,
                     f"{steps} × {batch}",
                     seeds,
@@ -238,6 +239,15 @@ def table(results: list[dict]) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def model_label(r: dict) -> str:
+    """The trained shape and its Canon sites: from the recorded model config, or (records made before it was
+    kept, when no preset had Canon layers) from the run's overrides."""
+    canon = r.get("model_config", {}).get("canon")
+    if canon is None:
+        canon = next((o.split("=", 1)[1] for o in r["overrides"] if o.startswith("model.canon=")), "")
+    return r["model"] + (f" + Canon {canon}" if canon else "")
 
 
 def write_readme(text: str, path: str = README) -> None:
@@ -308,6 +318,7 @@ def main(argv=None) -> None:
             "n_ctx": mc.n_ctx,
             "tokens": steps * tokens_per_step,
             "model": mc.name,
+            "model_config": mc.to_dict(),
             "params": mc.params(),
             "threads": threads,
             "host": platform.node(),

@@ -1,7 +1,7 @@
 """Training throughput of physlm's training step against a plain transformers GPT-2 loop, same shapes, same process.
 
-    python benchmarks/train.py                       # the tiny preset's shape and batch, 2 threads then 1
-    python benchmarks/train.py --set model.canon=ABCD --steps 30
+    python benchmarks/train.py                       # the tiny preset (Canon ABCD), 2 threads then 1
+    python benchmarks/train.py --set model.canon=    # its shape without Canon: HF's very architecture
     python benchmarks/train.py --preset tiny --set model.shape=GPT2-4-4 --set train.loss_on=all
 
 Ours: the preset's model and recipe through ``physlm.model.train`` (``train_step``: masked loss with the LM head

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -318,8 +319,9 @@ def _checkpoint(out_dir, model, opt, model_cfg, cfg, run: _Run, done: dict, stat
 
 
 def _progress(cfg: TrainConfig, run: _Run, stop: int, step: int):
-    """A tqdm bar on rank 0 when asked for, else None."""
-    if not (cfg.progress and run.rank == 0):
+    """A tqdm bar on rank 0 when asked for and stderr is a terminal, else None (the log lines remain: a file or
+    a worker's log gets no carriage-return redraws)."""
+    if not (cfg.progress and run.rank == 0 and sys.stderr.isatty()):
         return None
     from tqdm import tqdm
 
