@@ -203,7 +203,9 @@ def table(results: list[dict]) -> str:
     for r in results:
         groups[(r["variant"], r["preset"], r["steps"], r["batch_size"])].append(r)
     max_op = max((len(r["eval"]["seen"]) for r in results), default=4)
-    head = ["variant", "model", "overrides", "steps × batch", "seeds"] + [f"op {k} (seen)" for k in range(1, max_op + 1)]
+    head = ["variant", "model", "overrides", "steps × batch", "seeds"] + [
+        f"op {k} (seen)" for k in range(1, max_op + 1)
+    ]
     head += ["unseen templates", "loss", "tok/s", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (variant, _preset, steps, batch), rs in groups.items():
