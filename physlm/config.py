@@ -462,7 +462,9 @@ class ProbeConfig:
     """"auto" (cuda if available), "cpu", "cuda" (bf16 autocast on CUDA)."""
     processes: int | None = field(default=None, metadata={"hash": False})
     """How the probes are run, not what they give: 0 in the calling process, N in N spawned one-thread
-    processes, None one per CPU core on a CPU with several cores (0 on a GPU)."""
+    processes, None one per CPU core on a CPU with several cores (0 on a GPU). Spawned processes import the
+    calling script again: a script that runs the stage needs Python's ``if __name__ == "__main__":`` guard (as
+    for ``data.processes``), or 0 here."""
 
     def __post_init__(self):
         for name in ("tasks", "layers", "baselines"):
