@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_train.py --preset med-pq --set train.steps=300 --set train.batch_size=64 \
         --set train.micro_batch_size=32 --set train.data_workers=12 --upto probe --json fig.json
-    python benchmarks/gpu_train.py --preset tiny --set train.steps=8000 --out pretrained/tiny  # keep the model
+    python benchmarks/gpu_train.py --preset tiny --set train.steps=8000 --set train.compile=auto \
+        --out pretrained/tiny                                      # keep the model (whole loss compiled on CUDA)
     python benchmarks/gpu_train.py --dry-run                     # CPU smoke: the tiny preset, a few steps
 
 No pipeline of its own: it plans the preset's steps (physlm.plan) up to ``--upto`` and runs each with its

@@ -342,7 +342,7 @@ class TrainConfig:
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
-    """Show a tqdm progress bar (rank 0)."""
+    """Show a tqdm progress bar (rank 0) when stderr is a terminal (log lines otherwise)."""
     num_threads: int = field(default=0, metadata={"hash": False})
     """CPU: torch intra-op threads (0 = torch's default). On a busy 2-core machine 1 can beat 2 by far
     (OpenMP threads spin-wait for a descheduled sibling); not hashed into results, only speed."""

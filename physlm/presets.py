@@ -104,8 +104,8 @@ _TINY_DATA = DataConfig(
 # op 1 / op 2 on fresh training-template problems, 3 seeds, 53 % / 15 % against 29 % / 0 % without.
 _TINY_MODEL = ModelConfig.from_name("GPT2-2-2", n_ctx=256, canon="ABCD")
 # lr 3e-3 (at 1,500 steps 4e-3 was worse, 6e-3 collapsed one run of two, 1e-2 never stops a solution). Steps:
-# op 1 / op 2 kept climbing from 1,500 to 3,000 steps; 3,500 steps at ~150 ms (both cores, the blocks compiled:
-# Canon's elementwise work fused, 30 s of compilation) fit the 15-minute run.
+# op 1 / op 2 kept climbing from 1,500 to 3,500 steps; 3,500 steps at ~165 ms (both cores, the blocks compiled:
+# Canon's elementwise work fused, 30 s of compilation) fit the 15-minute run (measured 14 min 38 s).
 _TINY_TRAIN = TrainConfig(
     steps=3500,
     batch_size=16,
@@ -120,7 +120,7 @@ _TINY_TRAIN = TrainConfig(
 )
 _TINY_EVAL = EvalConfig(decodings=("greedy",), max_new_tokens=160, limit=200)
 # 200 steps at lr 1e-2 (measured: at 60 steps / 2e-3 every V-probe still predicted the majority class);
-# layers: the E10 nece probe per block. ~5 min on 2 cores.
+# layers: the E10 nece probe per block. 3.5 min on 2 cores (with Canon layers).
 _TINY_PROBE = ProbeConfig(steps=200, lr=1e-2, batch_size=16, train_problems=200, test_problems=100, layers=(0, 1))
 # Spec C.5: 100k steps, lr 2e-3 linear decay, wd 0.01, batch 256 (med) / 128 (hard), rank 8; E10 per layer.
 _PAPER_PROBE = {
@@ -163,7 +163,7 @@ PRESETS: dict[str, Preset] = {
         name="grid-tiny",
         data=_TINY_DATA,
         model=_TINY_MODEL,
-        train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100),
+        train=dataclasses.replace(_TINY_TRAIN, steps=300, ckpt_every=100, compile="off"),  # short: not worth 30 s
         evaluate=dataclasses.replace(_TINY_EVAL, limit=50),
         probe=dataclasses.replace(_TINY_PROBE, layers=()),  # E10 comes from `tiny`; any depth
         grid=("GPT2-2-2", "GPT2-2-4", "GPT2-4-2", "GPT2-4-4"),

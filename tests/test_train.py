@@ -240,6 +240,21 @@ def test_compiled_body_trains_like_eager(source, tok, tmp_path):
     assert not any("_orig_mod" in n for n, _ in checkpoint.load_model(str(tmp_path / "body")).named_parameters())
 
 
+def test_compile_without_a_cpp_compiler_trains_eagerly(source, tok, tmp_path, monkeypatch, caplog):
+    """On a CPU without a C++ compiler, compile="body" falls back to eager with one warning: the very losses and
+    weights of compile="off" (torch.compile would otherwise fail at the first step)."""
+    cfg = dict(steps=2, batch_size=2, warmup=1, ckpt_every=2, log_every=1, seed=5, num_threads=1)
+    eager = train(model_cfg(tok), TrainConfig(compile="off", **cfg), source, str(tmp_path / "eager"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-compilers"))
+    monkeypatch.delenv("CXX", raising=False)
+    with caplog.at_level("WARNING", logger="physlm"):
+        body = train(model_cfg(tok), TrainConfig(compile="body", **cfg), source, str(tmp_path / "body"))
+    assert [h["loss"] for h in body["history"]] == [h["loss"] for h in eager["history"]]
+    assert "no C++ compiler" in caplog.text
+    we, wb = (load_file(f"{tmp_path}/{d}/model_000002.safetensors") for d in ("eager", "body"))
+    assert all(torch.equal(we[k], wb[k]) for k in we)
+
+
 def test_checkpoints_and_registry_on_s3(s3_root, source, tok):
     out = f"{s3_root}/train-x/run"
     cfg = TrainConfig(steps=3, batch_size=2, warmup=1, ckpt_every=2, log_every=1, seed=2, num_threads=1)

@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -213,11 +214,23 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
     return model, opt, state
 
 
+def _can_compile(device: torch.device) -> bool:
+    """torch.compile on a CPU compiles C++ kernels: without a compiler it would fail at the first step."""
+    if device.type != "cpu":
+        return True
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
+
+
 def _runner(model, cfg: TrainConfig, run: _Run):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
-    if cfg.compile == "body":
+    body = cfg.compile == "body"
+    if (compiled or body) and not _can_compile(run.device):
+        log.warning("train.compile=%s: no C++ compiler here (torch.compile builds CPU kernels with one); "
+                    "training eagerly", cfg.compile)  # fmt: skip
+        compiled = body = False
+    if body:
         model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
     runner = NextTokenLoss(model, sparse=not compiled)
     if run.world > 1:

@@ -12,7 +12,7 @@ A stage module holds the whole verb: its library glue, its step(s) and its runne
   without any work: no generation, no tokenizer build, no model;
 * ``run(step, force=False) -> str`` — make the step (a no-op returning its path when it is done), reading its
   inputs from ``step.inputs`` only, so any step can be rerun from its own step.json (`physlm repair`);
-* ``describe(step) -> str`` — a few words for plan tables ("train", "GPT2-2-2, 1500 steps");
+* ``describe(step) -> str`` — a few words for plan tables ("train", "GPT2-2-2, 3500 steps");
 * optionally ``parts(step)`` / ``run_part(step, part, force)`` — independent pieces a step is made of (the
   shards of a dataset), which an orchestrator may compute in parallel before ``run`` finishes the step.
 
