@@ -209,9 +209,22 @@ def _assert_unfinished_is_refused(stage: str, step, root: str) -> None:
         assert warehouse.query(f"select count(*) as n from {view}").to_pylist() == [{"n": 0}]
 
 
+def _pipeline_in_subprocess(upto: str) -> dict[str, float]:
+    """``run_pipeline`` in a fresh process, as the killed runs are: a checkpoint saves the process's global RNG
+    states, which threads left running by earlier tests in this process would advance at random moments."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
+        "print(json.dumps(t.run_pipeline(sys.argv[2], sys.argv[3:])))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, HERE, upto, *PIPELINE], capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_sigkill_in_every_stage_then_rerun_matches_uninterrupted(root, tmp_path):
     # The reference: one uninterrupted run at the same absolute root (checkpoint ids hash the path), moved aside.
-    seconds = run_pipeline("probe", PIPELINE)
+    seconds = _pipeline_in_subprocess("probe")
     reference = fingerprint(root)
     assert len([k for k in reference if k.endswith(".parquet")]) >= 9 + 3
     os.rename(root, str(tmp_path / "reference"))
@@ -262,7 +275,7 @@ def test_sigkill_in_every_stage_then_rerun_matches_uninterrupted(root, tmp_path)
                 with pytest.raises(StepNotDone):
                     train.run(train.train_step(p))
 
-    run_pipeline("probe", PIPELINE)  # the rerun finishes what each kill left
+    _pipeline_in_subprocess("probe")  # the rerun finishes what each kill left
     assert fingerprint(root) == reference
     assert_only_finished_steps_visible(root)
 
