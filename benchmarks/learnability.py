@@ -210,7 +210,7 @@ def table(results: list[dict]) -> str:
     ]
     head += ["unseen templates", "loss", "tok/s", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (variant, _preset, _model, _overrides, steps, batch), rs in groups.items():
+    for (variant, _preset, model, overrides, steps, batch), rs in groups.items():
         seeds = ",".join(str(r["seed"]) for r in rs)
         cells = []
         for k in range(1, max_op + 1):
@@ -223,14 +223,13 @@ def table(results: list[dict]) -> str:
             cells.append(f"{100 * ok / n:.0f}% ({100 * lo:.0f}–{100 * hi:.0f})")
         un_n = sum(c["n"] for r in rs for c in r["eval"]["unseen"].values())
         un_ok = sum(c["correct"] for r in rs for c in r["eval"]["unseen"].values())
-        overrides = " ".join(f"`{o}`" for o in recipe(rs[0])) or "–"
         lines.append(
             "| "
             + " | ".join(
                 [
                     variant,
-                    model_label(rs[0]),
-                    overrides,
+                    model,
+                    " ".join(f"`{o}`" for o in overrides) or "–",
                     f"{steps} × {batch}",
                     seeds,
                     *cells,

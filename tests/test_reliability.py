@@ -209,15 +209,18 @@ def _assert_unfinished_is_refused(stage: str, step, root: str) -> None:
         assert warehouse.query(f"select count(*) as n from {view}").to_pylist() == [{"n": 0}]
 
 
+PIPELINE_CODE = (
+    "import json, sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
+    "print(json.dumps(t.run_pipeline(sys.argv[2], sys.argv[3:])))"
+)
+"""``python -c PIPELINE_CODE HERE UPTO OVERRIDES...``: ``run_pipeline`` in a fresh process, its seconds on stdout."""
+
+
 def _pipeline_in_subprocess(upto: str) -> dict[str, float]:
     """``run_pipeline`` in a fresh process, as the killed runs are: a checkpoint saves the process's global RNG
     states, which threads left running by earlier tests in this process would advance at random moments."""
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
-        "print(json.dumps(t.run_pipeline(sys.argv[2], sys.argv[3:])))"
-    )
-    out = subprocess.run([sys.executable, "-c", code, HERE, upto, *PIPELINE], capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", PIPELINE_CODE, HERE, upto, *PIPELINE], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -232,15 +235,11 @@ def test_sigkill_in_every_stage_then_rerun_matches_uninterrupted(root, tmp_path)
     rng = random.Random(SEED)
     steps = pipeline_steps(PIPELINE)
     n_shards = sum(s.config.n_shards for s in steps["generate"])
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import test_reliability as t; "
-        "t.run_pipeline(sys.argv[2], sys.argv[3:])"
-    )
     for stage in STAGES:
         for attempt in range(4):  # a kill that lands after the stage finished is retried sooner
             until, delay, where = _kill_point(stage, root, rng, seconds, n_shards, 0.5**attempt)
             proc = subprocess.Popen(
-                [sys.executable, "-c", code, HERE, stage, *PIPELINE],
+                [sys.executable, "-c", PIPELINE_CODE, HERE, stage, *PIPELINE],
                 env={**os.environ},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
