@@ -339,6 +339,10 @@ class TrainConfig:
     """torch.compile: "auto" (on CUDA only), "on" (the whole loss, dense LM head), "body" (the transformer blocks
     only, the LM head kept sparse: what pays on a CPU, where it fuses the elementwise work of Canon layers,
     ~30 s of compilation), "off"."""
+    letter_targets: str = field(default="sampled", metadata=HASH_IF_SET)
+    """The target at a solution's fresh letter ("Define X as ?"): "sampled", the one letter the generator drew;
+    "expected", the cross-entropy's expectation over the generator's law, uniform over the letters not yet
+    used (physlm/model/letters.py: the same optimum without the draw's noise)."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
@@ -369,6 +373,7 @@ class TrainConfig:
         for name, allowed in (
             ("loss_on", ("solution", "all")),
             ("compile", ("auto", "on", "body", "off")),
+            ("letter_targets", ("sampled", "expected")),
             ("dtype", ("auto", "bf16", "fp32")),
         ):
             if getattr(self, name) not in allowed:

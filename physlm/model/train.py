@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from physlm.config import ConfigError, ModelConfig, TrainConfig
 from physlm.model.gpt import build
+from physlm.model.letters import FreshLetters
 from physlm.store import checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,19 +71,28 @@ class NextTokenLoss(torch.nn.Module):
     so the loss is part of the forward they see.
     """
 
-    def __init__(self, model: torch.nn.Module, sparse: bool):
+    def __init__(self, model: torch.nn.Module, sparse: bool, letters: FreshLetters | None = None):
         super().__init__()
-        self.model, self.sparse = model, sparse
+        self.model, self.sparse, self.letters = model, sparse, letters
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if not self.sparse:
-            return masked_loss_sum(self.model(input_ids=ids, use_cache=False).logits, ids, mask)
+            logits = self.model(input_ids=ids, use_cache=False).logits
+            if self.letters is None:
+                return masked_loss_sum(logits, ids, mask)
+            targets = F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)  # (B, T)
+            fresh, unused = (F.pad(x[:, 1:], (0, 0) * (x.dim() - 2) + (0, 1)) for x in self.letters.marks(ids))
+            return self.letters.loss_sum(logits.flatten(0, 1).float(), targets.flatten(), fresh.flatten(),
+                                         unused.flatten(0, 1))  # fmt: skip
         hidden = self.model.base_model(
             input_ids=ids, use_cache=False
         ).last_hidden_state  # (b, T, d), after the final LayerNorm
         sel = mask[:, 1:]  # hidden state t predicts token t+1
         logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
-        return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
+        if self.letters is None:
+            return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
+        fresh, unused = self.letters.marks(ids)
+        return self.letters.loss_sum(logits.float(), ids[:, 1:][sel], fresh[:, 1:][sel], unused[:, 1:][sel])
 
 
 def train_step(
@@ -221,7 +231,17 @@ def _can_compile(device: torch.device) -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
 
 
-def _runner(model, cfg: TrainConfig, run: _Run):
+def _letters_tokenizer(cfg: TrainConfig, data):
+    """The tokenizer the expected letter loss reads letters with (``letter_targets="expected"``), else None."""
+    if cfg.letter_targets == "sampled":
+        return None
+    tok = getattr(data, "tok", None)
+    if tok is None:
+        raise ConfigError("train.letter_targets: 'expected' needs a data source with a tokenizer (iGSM problems)")
+    return tok
+
+
+def _runner(model, cfg: TrainConfig, run: _Run, tok=None):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
@@ -232,7 +252,7 @@ def _runner(model, cfg: TrainConfig, run: _Run):
         compiled = body = False
     if body:
         model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
-    runner = NextTokenLoss(model, sparse=not compiled)
+    runner = NextTokenLoss(model, sparse=not compiled, letters=FreshLetters(tok) if tok is not None else None)
     if run.world > 1:
         cuda = run.device.type == "cuda"
         runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[run.device.index] if cuda else None)
@@ -256,7 +276,7 @@ def train(
     """
     run = _setup(cfg, model_cfg.n_ctx)
     model, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
-    runner = _runner(model, cfg, run)
+    runner = _runner(model, cfg, run, _letters_tokenizer(cfg, data))
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
