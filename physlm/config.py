@@ -86,6 +86,9 @@ class DataConfig:
     """Allow childless items (spec E.5)."""
     train_bins: int = 17
     """Template-hash bins (mod 23) below this are train, the rest test."""
+    op_dist: str = field(default="light", metadata=HASH_IF_SET)
+    """Op law of the training problems (and of test_id / test_seen, in distribution): "light", the paper's min of
+    two U{1..max_op}; "uniform", U{1..max_op} (more of the long problems)."""
     test_seen: bool = False
     """Also make "test_seen": fresh problems (their own seeds) of the training templates (hash < train_bins)
     and op law, in distribution in every respect. For families too small for the template split to be
@@ -138,11 +141,12 @@ class DataConfig:
             bias=self.bias,
             childless=self.childless,
         )
+        law = base.with_(op_dist=self.op_dist)  # the op law: drawn-op sets only (a forced op ignores it)
         top, ood = self.family.max_op, self.ood_ops_resolved()
         out = {
-            tables.TRAIN: (base, self.train_shards * self.problems_per_shard),
-            tables.TEST_ID: (base.with_(split="test"), self.test_problems),
-            **({tables.TEST_SEEN: (base, self.test_problems)} if self.test_seen else {}),
+            tables.TRAIN: (law, self.train_shards * self.problems_per_shard),
+            tables.TEST_ID: (law.with_(split="test"), self.test_problems),
+            **({tables.TEST_SEEN: (law, self.test_problems)} if self.test_seen else {}),
             tables.test_op(top): (base.with_(split="test", op=top), self.test_problems),
         }
         for k in ood:

@@ -73,6 +73,9 @@ def test_one_knob_regenerates_only_the_affected_datasets(root):
     assert {s.config.dataset for s in more_train if plan.status(s) == "will-run"} == {"train"}
     more_test = generate_steps(resolve("tiny", SMALL + ["data.test_problems=16"]))
     assert {s.config.dataset for s in more_test if plan.status(s) == "will-run"} == set(base) - {"train"}
+    # The op law moves the drawn-op sets only: a forced-op set ignores it and keeps its id.
+    uniform = generate_steps(resolve("tiny", SMALL + ["data.op_dist=uniform"]))
+    assert {s.config.dataset for s in uniform if plan.status(s) == "will-run"} == {"train", "test_id", "test_seen"}
     qp = generate_steps(resolve("tiny", SMALL + ["data.format=qp"]))
     assert {plan.status(s) for s in qp} == {"will-run"}
     # A non-semantic knob (how many processes) changes nothing.
