@@ -58,6 +58,7 @@ DRY = [
     "probe.tasks=nece,known",
     "probe.layers=",
     "probe.device=cpu",
+    "probe.compile=off",
 ]
 """The dry run: the tiny preset shrunk to seconds on a CPU (later --set options win)."""
 

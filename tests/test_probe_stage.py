@@ -13,6 +13,7 @@ import torch
 from physlm.igsm.graph import MOD
 from physlm.igsm.labels import sentence_boundaries
 from physlm.igsm.record import graph_of
+from physlm.model.train import can_compile
 from physlm.presets import resolve
 from physlm.stages import evaluate, probe, train
 from physlm.stages import generate as datasets
@@ -37,6 +38,7 @@ TINY = [
     "probe.tasks=nece,can_next",
     "probe.layers=0",
     "probe.device=cpu",
+    "probe.compile=off",
 ]
 
 
@@ -156,6 +158,14 @@ def test_probe_stage_end_to_end(root):
     assert got[0][0] == [r for r in preds if r["source"] == "probe_test"]  # as the step wrote them
     for task, vp in got[0][2].items():
         assert all(torch.equal(v, got[2][2][task].trainable()[k]) for k, v in vp.trainable().items())
+
+    # Compiled Canon layers (probe.compile=auto) give the same probes up to float rounding.
+    if not can_compile(torch.device("cpu")):
+        pytest.skip("no C++ compiler: torch.compile cannot run here")
+    fused = probe.fit(dataclasses.replace(step.config, processes=0, compile="auto"), x)[0]
+    assert [r["problem_id"] for r in fused] == [r["problem_id"] for r in got[0][0]]
+    assert [r["probability"] for r in fused] == pytest.approx([r["probability"] for r in got[0][0]], abs=1e-3)
+    assert any(m._compiled_call_impl is not None for m in x.model.modules())  # the Canon layers were compiled
 
 
 def test_first_wrong_probe_point(root):

@@ -55,6 +55,7 @@ PIPELINE = [
     "data.online=false",
     "train.steps=12",
     "train.compile=off",
+    "probe.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=3",
     "train.num_threads=1",

@@ -20,6 +20,7 @@ TINY = [
     "data.processes=0",
     "train.steps=4",
     "train.compile=off",
+    "probe.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=2",
     "evaluate.limit=3",

@@ -29,6 +29,7 @@ SMALL = [
     "data.processes=0",
     "train.steps=2",
     "train.compile=off",
+    "probe.compile=off",
     "train.batch_size=2",
     "train.ckpt_every=1",
     "evaluate.limit=2",

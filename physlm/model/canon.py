@@ -106,6 +106,17 @@ class Canon(nn.Module):
         return x + y if self.residual else y
 
 
+def compile_layers(model) -> int:
+    """Compile every Canon layer of ``model`` in place (``torch.compile``, dynamic shapes; parameters, state dict
+    and checkpoints stay the model's): the k shifted products and sums become one fused kernel forward and one
+    backward. What pays where the rest of the model runs eagerly (a V-probe step of the tiny preset: 1.4x).
+    Returns how many layers; 0 for a model without Canon."""
+    layers = [m for m in model.modules() if isinstance(m, Canon)]
+    for m in layers:
+        m.compile(dynamic=True)
+    return len(layers)
+
+
 def _after(canon: Canon):
     """A forward hook that passes a module's output through ``canon``."""
 

@@ -224,7 +224,7 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
     return model, opt, state
 
 
-def _can_compile(device: torch.device) -> bool:
+def can_compile(device: torch.device) -> bool:
     """torch.compile on a CPU compiles C++ kernels: without a compiler it would fail at the first step."""
     if device.type != "cpu":
         return True
@@ -246,7 +246,7 @@ def _runner(model, cfg: TrainConfig, run: _Run, tok=None):
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
     body = cfg.compile == "body"
-    if (compiled or body) and not _can_compile(run.device):
+    if (compiled or body) and not can_compile(run.device):
         log.warning("train.compile=%s: no C++ compiler here (torch.compile builds CPU kernels with one); "
                     "training eagerly", cfg.compile)  # fmt: skip
         compiled = body = False
