@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import runpy
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 from physlm.igsm.graph import MOD
 from physlm.igsm.labels import sentence_boundaries
 from physlm.igsm.record import graph_of
+from physlm.model import probe as P
 from physlm.model.train import can_compile
 from physlm.presets import resolve
 from physlm.stages import evaluate, probe, train
@@ -158,6 +160,15 @@ def test_probe_stage_end_to_end(root):
     assert got[0][0] == [r for r in preds if r["source"] == "probe_test"]  # as the step wrote them
     for task, vp in got[0][2].items():
         assert all(torch.equal(v, got[2][2][task].trainable()[k]) for k, v in vp.trainable().items())
+
+    # benchmarks/probe_seen.py: the same probes tested on test_seen (training templates, fresh problems).
+    seen = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "probe_seen.py"))["measure"](
+        "tiny", TINY
+    )
+    assert set(seen) == {"nece", "can_next"} and set(seen["nece"]) == {"vprobe", "random_init", "linear"}
+    seen_rows = read_shards(datasets.dataset_step(p, "test_seen").path()).slice(0, step.config.test_problems)
+    _, seen_test = P.probe_examples(x.tok, x.train_rows, seen_rows.to_pylist(), step.config, "nece")
+    assert seen["nece"]["vprobe"]["n"] == len(seen_test) > 0  # tested on the test_seen problems' examples
 
     # Compiled Canon layers (probe.compile=auto) give the same probes up to float rounding.
     if not can_compile(torch.device("cpu")):
