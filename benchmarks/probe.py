@@ -8,8 +8,9 @@ Baseline, in the same process and on the same inputs: the probes one after anoth
 core's threads, each batch padded to its longest sequence in one pass (the stage before this change; it also
 rebuilt each task's examples for every probe, which the baseline here does not: the ratio is conservative).
 Now: each task's examples built once, length-sorted sub-batches on the CPU, the probes spread over a pool of
-one-thread processes, one per core (``probe.processes``). Prints both wall times, the ratio, and how far apart
-the two runs' MCCs are (sub-batches change float rounding only; the probes are the same).
+one-thread processes, one per core (``probe.processes``), the models' Canon layers compiled (``probe.compile``).
+Prints both wall times, the ratio, and how far apart the two runs' MCCs are (sub-batches and compiled kernels
+change float rounding only; the probes are the same).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def main() -> None:
     def before():
         sub, P.CPU_SUB_BATCH = P.CPU_SUB_BATCH, whole
         try:
-            return probe.fit(dataclasses.replace(cfg, processes=0), x)
+            return probe.fit(dataclasses.replace(cfg, processes=0, compile="off"), x)
         finally:
             P.CPU_SUB_BATCH = sub
 
@@ -78,7 +79,7 @@ def main() -> None:
     diffs = [abs(a - b) for a, b in mcc.values() if a is not None and b is not None]
     print(f"probes: {len(probe.jobs(cfg))} x {cfg.steps} steps, batch {cfg.batch_size}; cores {os.cpu_count()}")
     print(f"before: in process, {torch.get_num_threads()} threads, whole batches: {t_old:6.1f} s")
-    print(f"now:    {n} one-thread processes, sub-batches of {P.CPU_SUB_BATCH}:      {t_new:6.1f} s")
+    print(f"now:    {n} one-thread processes, sub-batches of {P.CPU_SUB_BATCH}, compile={cfg.compile}: {t_new:6.1f} s")
     print(f"ratio: {t_old / t_new:.2f}x   MCC |before - now|: max {max(diffs):.3f}, mean {sum(diffs) / len(diffs):.3f}")
 
 
