@@ -80,6 +80,7 @@ class Canon(nn.Module):
         self.kernel, self.residual, self.key, self.ctx = kernel, residual, key, ctx
         self.weight = nn.Parameter(torch.empty(channels, kernel))  # (channels k); w[:, k-1] weighs the current token
         self.init, self.std = init, std
+        self.fused = None  # a compiled shifted_sum (compile_layers), else the eager one
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -100,20 +101,31 @@ class Canon(nn.Module):
         xp = F.pad(x, (0, 0, k - 1, 0)) if prev is None else torch.cat([prev.to(x.dtype), x], dim=1)
         if ctx.state is not None:
             ctx.state[self.key] = xp[:, xp.shape[1] - (k - 1) :].detach()
-        y = xp[:, 0:t] * self.weight[:, 0]  # (batch pos channels)
-        for j in range(1, k):
-            y = y + xp[:, j : j + t] * self.weight[:, j]
-        return x + y if self.residual else y
+        if self.fused is None:
+            return shifted_sum(x, xp, self.weight, self.residual)
+        # A view, not the Parameter itself: torch.compile keeps parameters' shapes static, a view's are dynamic
+        # (one graph for every width, not one per width).
+        return self.fused(x, xp, self.weight.view(self.weight.shape), self.residual)
+
+
+def shifted_sum(x: torch.Tensor, xp: torch.Tensor, weight: torch.Tensor, residual: bool) -> torch.Tensor:
+    """``x (batch t c)``, ``xp`` = x after the k - 1 previous inputs -> ``[x +] sum_j weight[:, j] * xp[:, j:j+t]``."""
+    t = x.shape[1]
+    y = xp[:, 0:t] * weight[:, 0]  # (batch pos channels)
+    for j in range(1, weight.shape[1]):
+        y = y + xp[:, j : j + t] * weight[:, j]
+    return x + y if residual else y
 
 
 def compile_layers(model) -> int:
-    """Compile every Canon layer of ``model`` in place (``torch.compile``, dynamic shapes; parameters, state dict
-    and checkpoints stay the model's): the k shifted products and sums become one fused kernel forward and one
-    backward. What pays where the rest of the model runs eagerly (a V-probe step of the tiny preset: 1.4x).
-    Returns how many layers; 0 for a model without Canon."""
+    """Compile the Canon layers of ``model`` (one ``torch.compile`` of :func:`shifted_sum` shared by all, dynamic
+    shapes: one graph per grad mode whatever the widths; modules, state dict and checkpoints are untouched): the k
+    shifted products and sums become one fused kernel forward and one backward. What pays where the rest of the
+    model runs eagerly (a V-probe step of the tiny preset: 1.4x). Returns how many layers; 0 without Canon."""
     layers = [m for m in model.modules() if isinstance(m, Canon)]
+    fused = torch.compile(shifted_sum, dynamic=True)
     for m in layers:
-        m.compile(dynamic=True)
+        m.fused = fused
     return len(layers)
 
 
