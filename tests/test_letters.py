@@ -62,26 +62,6 @@ def test_expected_loss_is_the_mean_over_unused_letters(tok):
     assert not torch.allclose(got, plain)  # the fresh positions did change it
 
 
-def test_expected_loss_sparse_equals_dense(tok):
-    """The dense path (compile="on") gives the sparse path's loss and gradients."""
-    data = OnlineProblems(GEN, tok)
-    batch = next(data.batches(None, n_ctx=256, batch_size=3, loss_on="solution"))
-    torch.manual_seed(0)
-    model = build(ModelConfig.from_name("GPT2-2-2", vocab_size=tok.vocab_size, n_ctx=256))
-    fl = FreshLetters(tok)
-    assert fl.marks(batch.ids)[0].sum() > 10
-    out = []
-    for sparse in (False, True):
-        model.zero_grad()
-        loss = NextTokenLoss(model, sparse, letters=fl)(batch.ids, batch.mask)
-        loss.backward()
-        out.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (dense, g_dense), (sparse, g_sparse) = out
-    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-4)
-    for a, b in zip(g_sparse, g_dense):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
 def test_training_with_expected_letters(tok, tmp_path):
     """A real run with letter_targets="expected" trains (loss falls) and differs from the sampled one; a source
     without a tokenizer is refused by name."""

@@ -16,6 +16,7 @@ from physlm.igsm.config import Family, GenConfig
 from physlm.model import tokenizer as T
 from physlm.model.data import DataError, OnlineProblems, PackedShards, pack
 from physlm.model.gpt import build
+from physlm.model.letters import FreshLetters
 from physlm.model.train import NextTokenLoss, lr_at, train
 from physlm.store import checkpoint, registry
 from physlm.store.shards import generate_shard, write_shard
@@ -114,16 +115,21 @@ def test_config_validation():
     assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3) and lr_at(55, cfg) == pytest.approx(0.505)
 
 
-def test_sparse_head_loss_equals_dense(source, tok):
-    """The LM head on target positions only gives the dense loss and gradients (up to float rounding)."""
+@pytest.mark.parametrize("expected_letters", [False, True])
+def test_sparse_head_loss_equals_dense(source, tok, expected_letters):
+    """The LM head on target positions only gives the dense loss and gradients (up to float rounding), with the
+    plain targets and with the fresh letters' expected loss (train.letter_targets=expected)."""
     torch.manual_seed(0)
     model = build(model_cfg(tok))
-    batch = next(source.batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
+    data = OnlineProblems(GEN, tok) if expected_letters else source
+    batch = next(data.batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
     assert 0 < batch.mask.float().mean() < 0.9  # prompt tokens are skipped: the sparse path has work to skip
+    letters = FreshLetters(tok) if expected_letters else None
+    assert letters is None or letters.marks(batch.ids)[0].sum() > 10  # fresh letters in the batch
     grads = []
     for sparse in (False, True):
         model.zero_grad()
-        loss = NextTokenLoss(model, sparse)(batch.ids, batch.mask)
+        loss = NextTokenLoss(model, sparse, letters=letters)(batch.ids, batch.mask)
         loss.backward()
         grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     (dense, g_dense), (sparse, g_sparse) = grads

@@ -53,11 +53,16 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def masked_loss_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies over target tokens: logits (B, T, V), ids/mask (B, T)."""
+def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, T)``: at position t the token t+1 where it is a target, else -100 (also at the last position)."""
     # Shift the targets, not the logits: position t predicts token t+1, the last position predicts nothing.
     # (Slicing logits[:, :-1] would copy the (B, T, V) tensor forward and backward.)
-    targets = F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)  # (B, T)
+    return F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)
+
+
+def masked_loss_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of next-token cross-entropies over target tokens: logits (B, T, V), ids/mask (B, T)."""
+    targets = shifted_targets(ids, mask)
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
 
 
@@ -80,10 +85,10 @@ class NextTokenLoss(torch.nn.Module):
             logits = self.model(input_ids=ids, use_cache=False).logits
             if self.letters is None:
                 return masked_loss_sum(logits, ids, mask)
-            targets = F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)  # (B, T)
-            fresh, unused = (F.pad(x[:, 1:], (0, 0) * (x.dim() - 2) + (0, 1)) for x in self.letters.marks(ids))
-            return self.letters.loss_sum(logits.flatten(0, 1).float(), targets.flatten(), fresh.flatten(),
-                                         unused.flatten(0, 1))  # fmt: skip
+            fresh, unused = self.letters.marks(ids)  # of token t+1 at position t, like the targets:
+            fresh, unused = F.pad(fresh[:, 1:], (0, 1)), F.pad(unused[:, 1:], (0, 0, 0, 1))
+            targets = shifted_targets(ids, mask).flatten()
+            return self.letters.loss_sum(logits.flatten(0, 1).float(), targets, fresh.flatten(), unused.flatten(0, 1))
         hidden = self.model.base_model(
             input_ids=ids, use_cache=False
         ).last_hidden_state  # (b, T, d), after the final LayerNorm
@@ -231,17 +236,17 @@ def can_compile(device: torch.device) -> bool:
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "c++", "g++", "clang++") if c)
 
 
-def _letters_tokenizer(cfg: TrainConfig, data):
-    """The tokenizer the expected letter loss reads letters with (``letter_targets="expected"``), else None."""
+def _letters(cfg: TrainConfig, data) -> FreshLetters | None:
+    """The fresh letters of the data's tokenizer for ``letter_targets="expected"``, else None."""
     if cfg.letter_targets == "sampled":
         return None
     tok = getattr(data, "tok", None)
     if tok is None:
         raise ConfigError("train.letter_targets: 'expected' needs a data source with a tokenizer (iGSM problems)")
-    return tok
+    return FreshLetters(tok)
 
 
-def _runner(model, cfg: TrainConfig, run: _Run, tok=None):
+def _runner(model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
@@ -252,7 +257,7 @@ def _runner(model, cfg: TrainConfig, run: _Run, tok=None):
         compiled = body = False
     if body:
         model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
-    runner = NextTokenLoss(model, sparse=not compiled, letters=FreshLetters(tok) if tok is not None else None)
+    runner = NextTokenLoss(model, sparse=not compiled, letters=letters)
     if run.world > 1:
         cuda = run.device.type == "cuda"
         runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[run.device.index] if cuda else None)
@@ -276,7 +281,7 @@ def train(
     """
     run = _setup(cfg, model_cfg.n_ctx)
     model, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
-    runner = _runner(model, cfg, run, _letters_tokenizer(cfg, data))
+    runner = _runner(model, cfg, run, _letters(cfg, data))
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
