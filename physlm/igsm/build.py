@@ -55,34 +55,51 @@ class Build:
         return sum(len(c) for layer in self.children for c in layer)
 
 
+# ---------------------------------------------------------------------------- draws
+# The stages draw through ``rng._randbelow`` directly: ``choice(seq)`` is ``seq[_randbelow(len(seq))]``,
+# ``randrange(n)`` is ``_randbelow(n)`` and ``randint(a, b)`` is ``a + _randbelow(b - a + 1)`` in CPython's
+# ``random``, so the draws (and the problems) are the same as through those methods, with less overhead.
+def sample(rng: random.Random, population: list, k: int) -> list:
+    """``rng.sample(population, k)``, draw for draw: CPython's small-population branch inlined (the
+    population copied, picks swapped out), the rest left to ``rng.sample``."""
+    n = len(population)
+    if n > 21 and (k <= 5 or n > 21 + 4 ** math.ceil(math.log(k * 3, 4))) or not 0 <= k <= n:
+        return rng.sample(population, k)
+    below = rng._randbelow
+    pool = list(population)
+    result = []
+    for i in range(k):
+        j = below(n - i)
+        result.append(pool[j])
+        pool[j] = pool[n - i - 1]
+    return result
+
+
 # ---------------------------------------------------------------------------- stage 1: structure graph
 def structure(rng: random.Random, d: int, w0: int, w1: int, e: int, p: float) -> Build:
+    below = rng._randbelow
     e = min(max(e, (d - 1) * w0), (d - 1) * w1 * w1)
     sizes = [w0] * d
     while True:
         max_v = sum(sizes[i] * sizes[i + 1] for i in range(d - 1))
-        min_v = sum(sizes[1:])
+        min_v = sum(sizes) - sizes[0]
         open_layers = [i for i in range(d) if sizes[i] < w1]
         if max_v < e:  # not enough possible edges: must grow
-            sizes[rng.choice(open_layers)] += 1
+            sizes[open_layers[below(len(open_layers))]] += 1
         elif min_v == e:
             break
         elif rng.random() < p:
             if not open_layers:
                 break
-            sizes[rng.choice(open_layers)] += 1
+            sizes[open_layers[below(len(open_layers))]] += 1
         else:
             break
-    children: list[list[list[int]]] = [[[] for _ in range(sizes[i])] for i in range(d)]
-    absent = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(sizes[i + 1])]
-    present: list[tuple[int, int, int]] = []
-    for i in range(d - 1):
-        for k in range(sizes[i + 1]):  # every lower item gets one parent
-            j = rng.randrange(sizes[i])
-            present.append((i, j, k))
-    taken = set(present)
-    absent = [t for t in absent if t not in taken]
-    present += rng.sample(absent, e - len(present))
+    # every lower item gets one parent, then e - (its edges) more edges among the absent ones (in order)
+    parent = [[below(sizes[i]) for _ in range(sizes[i + 1])] for i in range(d - 1)]
+    present = [(i, j, k) for i in range(d - 1) for k, j in enumerate(parent[i])]
+    absent = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k, pk in enumerate(parent[i]) if pk != j]
+    present += sample(rng, absent, e - len(present))
+    children: list[list[list[int]]] = [[[] for _ in range(size)] for size in sizes]
     for i, j, k in present:
         children[i][j].append(k)
     for layer in children:
@@ -108,18 +125,20 @@ def op_bound(b: Build) -> int:
 
 
 # ---------------------------------------------------------------------------- stage 2: choose (Alg. 2)
-def _cost(b: Build, t: tuple[int, int, int], inter_set: set, remain_set: set, add: list[Key]) -> int:
-    """Ops that choosing abstract t costs now; records what it would add (recursively) in ``add``."""
+def _cost(children: list, t: tuple[int, int, int], inter: set, remain: set, add: list[Key], used: set) -> int:
+    """Ops that choosing abstract t costs now; records what it would add (recursively) in ``add`` (and
+    ``used``, its set: a parameter reached twice counts once)."""
     i, j, k = t
-    inter_set.discard(t)
-    add.append((1, i, j, k))
+    key = (1, i, j, k)
+    used.add(key)
+    add.append(key)
     count = 0
-    kids = b.children[i][j]
+    kids = children[i][j]
     for x in kids:
-        if k > i + 1 and (i + 1, x, k) in inter_set:
-            count += _cost(b, (i + 1, x, k), inter_set, remain_set, add)
-        if (i, j, x) in remain_set:
-            remain_set.discard((i, j, x))
+        if k > i + 1 and (i + 1, x, k) in inter and (1, i + 1, x, k) not in used:
+            count += _cost(children, (i + 1, x, k), inter, remain, add, used)
+        if (i, j, x) in remain and (0, i, j, x) not in used:
+            used.add((0, i, j, x))
             add.append((0, i, j, x))
             count += 1
     c = len(kids)
@@ -128,38 +147,34 @@ def _cost(b: Build, t: tuple[int, int, int], inter_set: set, remain_set: set, ad
     return count + max(2 * c - 1, 1)
 
 
-def _commit(b: Build, add: list[Key]) -> None:
-    for key in add:
-        if key[0] == 1:
-            b.inter.remove(key[1:])
-        else:
-            b.remain.remove(key[1:])
-        b.chosen.append(key)
-
-
 def _take_instances(b: Build, count: int, rng: random.Random) -> int:
     count = min(count, len(b.remain))
-    for t in rng.sample(b.remain, count):
+    for t in sample(rng, b.remain, count):
         b.remain.remove(t)
         b.chosen.append((0,) + t)
     return count
 
 
 def choose(b: Build, rng: random.Random, n: int, m: int) -> None:
+    below = rng._randbelow
     n = min(n, op_bound(b))
     n_fix = m - n
     lowest, highest = 1, b.d - 1
+    inter, remain = set(b.inter), set(b.remain)
+    by_diff: list[list[tuple[int, int, int]]] = [[] for _ in range(b.d)]  # b.inter by k - i, in its order
+    for t in b.inter:
+        by_diff[t[2] - t[0]].append(t)
     for _ in range(10_000):  # each pass commits or narrows [lowest, highest]; the bound is a safety net
         if n <= 0:
             break
-        if not b.inter:  # every abstract parameter chosen: the rest of the budget goes to instances
+        if not inter:  # every abstract parameter chosen: the rest of the budget goes to instances
             got = _take_instances(b, n + n_fix, rng)
             b.n_op_min = m - n - n_fix + got
             return
         prev: list[Key] | None = None
         prev_count = 0
         for diff in range(1, b.d):
-            cands = [t for t in b.inter if t[2] - t[0] == diff]
+            cands = by_diff[diff]
             if not cands:
                 if diff == lowest:
                     lowest += 1
@@ -167,7 +182,7 @@ def choose(b: Build, rng: random.Random, n: int, m: int) -> None:
                     highest -= 1
                 continue
             add: list[Key] = []
-            count = _cost(b, rng.choice(cands), set(b.inter), set(b.remain), add)
+            count = _cost(b.children, cands[below(len(cands))], inter, remain, add, set())
             if diff == lowest and count > n or (count > n and prev is None):
                 # even the cheapest level does not fit: spend what is left on instance parameters
                 got = _take_instances(b, n + n_fix, rng)
@@ -177,77 +192,95 @@ def choose(b: Build, rng: random.Random, n: int, m: int) -> None:
                 if diff < highest:
                     prev, prev_count = add, count  # remember; a higher level may still fit
                     continue
-                _commit(b, add)
+                _commit(b, add, inter, remain, by_diff)
                 n -= count
                 break
-            _commit(b, prev)  # type: ignore[arg-type]
+            _commit(b, prev, inter, remain, by_diff)  # type: ignore[arg-type]
             n -= prev_count
             break
         # a pass that commits nothing narrowed [lowest, highest]; the next pass draws afresh (as the code)
     b.n_op_min = m - n_fix + _take_instances(b, n_fix, rng)
 
 
+def _commit(b: Build, add: list[Key], inter: set, remain: set, by_diff: list[list]) -> None:
+    for key in add:
+        t = key[1:]
+        if key[0] == 1:
+            b.inter.remove(t)
+            inter.discard(t)
+            by_diff[t[2] - t[0]].remove(t)
+        else:
+            b.remain.remove(t)
+            remain.discard(t)
+        b.chosen.append(key)
+
+
 # ---------------------------------------------------------------------------- stage 3: sort (Alg. 3)
 def sort(b: Build, rng: random.Random, bias: str = "code") -> None:
     """Backward topological order from a random sink; raises SortFailed when stuck."""
+    below, uniform = rng._randbelow, rng.random
     preds = b.preds
-    for key in b.chosen:
+    chosen = b.chosen
+    for key in chosen:
         preds[key] = []
-    for key in b.chosen:  # structural operands of abstract parameters
+    for key in chosen:  # structural operands of abstract parameters
         if key[0] == 1:
             _, i, j, k = key
+            ops = preds[key]
             for x in b.children[i][j]:
-                preds[key].append((0, i, j, x))
+                ops.append((0, i, j, x))
                 if k > i + 1:
-                    preds[key].append((1, i + 1, x, k))
-    out_deg = {key: 0 for key in b.chosen}
-    for key in b.chosen:
+                    ops.append((1, i + 1, x, k))
+    out_deg = dict.fromkeys(chosen, 0)
+    for key in chosen:
         for q in preds[key]:
             out_deg[q] += 1
-    ready = [key for key in b.chosen if out_deg[key] == 0]  # all successors placed
-    stack: list[Key] = []  # vertices with an edge into the placed ones ("Next1")
-    remain = list(b.chosen)
-    p0 = rng.random()
+    ready = [key for key in chosen if out_deg[key] == 0]  # all successors placed (its order is the draws')
+    ready_set = set(ready)
+    stack: set[Key] = set()  # vertices with an edge into the placed ones ("Next1")
+    remain = list(chosen)
+    p0 = uniform()
     g = abs(rng.gauss(0.0, 1.0))
+    weight = (math.exp(g * 0), math.exp(g * 1), math.exp(g * 2))  # exp(g * (abstract + off/on the stack))
+    code = bias == "code"
     placed: list[Key] = []
     pool = list(ready)
     while remain:
         if not pool:
             raise SortFailed
-        q = rng.choice(pool)
+        q = pool[below(len(pool))]
         placed.append(q)
         remain.remove(q)
         ready.remove(q)
+        ready_set.discard(q)
         for v in preds[q]:
             out_deg[v] -= 1
             if out_deg[v] == 0:
                 ready.append(v)
-        if q in stack:
-            stack.remove(q)
+                ready_set.add(v)
+        stack.discard(q)
         if q[0] == 0:
-            must = not any(v in ready for v in stack)
-            if (rng.random() < p0 or must) and remain:
+            must = stack.isdisjoint(ready_set)
+            if (uniform() < p0 or must) and remain:
                 cands = ready if must else remain
-                on_stack = set(stack)
-                if bias == "code":
-                    weights = [math.exp(g * ((c[0] == 1) + (c not in on_stack))) for c in cands]
+                if code:  # abstract and not-yet-referenced vertices preferred
+                    weights = [weight[(c[0] == 1) + (c not in stack)] for c in cands]
                 else:  # the paper's text: abstract and already-referenced vertices preferred
-                    weights = [math.exp(g * ((c[0] == 1) + (c in on_stack))) for c in cands]
+                    weights = [weight[(c[0] == 1) + (c in stack)] for c in cands]
                 pick = cands[_weighted(rng, weights)]
                 preds[q].append(pick)
-                if pick not in on_stack:
-                    stack.append(pick)
+                stack.add(pick)
         else:
-            for v in preds[q]:
-                if v not in stack:
-                    stack.append(v)
+            stack.update(preds[q])
         pool = [v for v in ready if v in stack]
     placed.reverse()
     b.topo = placed
 
 
-def _weighted(rng: random.Random, weights: list[float]) -> int:
-    r = rng.random() * sum(weights)
+def _weighted(rng: random.Random, weights: list[float], total: float | None = None) -> int:
+    """Index drawn with probability proportional to ``weights`` (one ``rng.random()``; ``total`` is their
+    ``sum`` when the caller has it)."""
+    r = rng.random() * (sum(weights) if total is None else total)
     for x, w in enumerate(weights):
         r -= w
         if r < 0:
@@ -262,7 +295,11 @@ def max_extra(b: Build) -> list[int]:
 
 def realized_op(b: Build, s: int) -> int:
     """The op that ``design(s)`` will reach: min(max(n_op_min, s), n_op_min + sum(max_extra))."""
-    return min(max(b.n_op_min, s) - b.n_op_min, sum(max_extra(b))) + b.n_op_min
+    spare = 0  # sum(max_extra(b)), without the list: 1 at position 2, 2 from position 3 on
+    for x, key in enumerate(b.topo):
+        if x >= 2 and key[0] == 0:
+            spare += 1 if x == 2 else 2
+    return min(max(b.n_op_min, s) - b.n_op_min, spare) + b.n_op_min
 
 
 # ---------------------------------------------------------------------------- stage 4: design (Alg. 4)
@@ -270,8 +307,9 @@ def design(b: Build, rng: random.Random, s: int) -> None:
     cap = max_extra(b)
     b.extra = [0] * len(b.topo)
     addable = [x for x, c in enumerate(cap) if c > 0]
+    below = rng._randbelow
     for _ in range(realized_op(b, s) - b.n_op_min):
-        x = rng.choice(addable)
+        x = addable[below(len(addable))]
         b.extra[x] += 1
         if b.extra[x] == cap[x]:
             addable.remove(x)
@@ -290,7 +328,7 @@ def design(b: Build, rng: random.Random, s: int) -> None:
                 want -= 1
                 have.append(RNG)
                 pool.remove(RNG)
-            pool = rng.sample(pool, want)
+            pool = sample(rng, pool, want)
         for v in pool:
             if v not in have:
                 have.append(v)
@@ -301,18 +339,23 @@ def design(b: Build, rng: random.Random, s: int) -> None:
 def _known_abstract(b: Build, known: set[Key]) -> list[Key]:
     """Abstract candidates all of whose inputs are known (closure, bottom-up); removed from ``inter``."""
     new: list[Key] = []
-    for i in range(b.d - 2, -1, -1):
-        for t in [t for t in b.inter if t[0] == i]:
-            _, j, k = t
-            kids = b.children[i][j]
-            if all((0, i, j, x) in known for x in kids) and (
-                k == i + 1 or all((1, i + 1, x, k) in known for x in kids)
-            ):
-                b.inter.remove(t)
-                key = (1, i, j, k)
-                known.add(key)
-                new.append(key)
+    children = b.children
+    for t in sorted(b.inter, key=_minus_layer):  # bottom-up, each layer in ``inter`` order
+        i, j, k = t
+        deep = k > i + 1
+        for x in children[i][j]:
+            if (0, i, j, x) not in known or deep and (1, i + 1, x, k) not in known:
+                break
+        else:
+            b.inter.remove(t)
+            key = (1, i, j, k)
+            known.add(key)
+            new.append(key)
     return new
+
+
+def _minus_layer(t: tuple[int, int, int]) -> int:
+    return -t[0]
 
 
 def _pull(b: Build, key: Key, placed: set[Key]) -> None:
@@ -332,29 +375,30 @@ def _pull(b: Build, key: Key, placed: set[Key]) -> None:
 
 
 def unused(b: Build, rng: random.Random) -> None:
+    below, uniform = rng._randbelow, rng.random
     known = set(b.chosen)
     b.chosen += _known_abstract(b, known)
     placed = set(b.order)
     independent: list[Key] = []
     while b.remain:
-        t = rng.choice(b.remain)
+        t = b.remain[below(len(b.remain))]
         key = (0,) + t
-        indep = rng.random() < 0.5
+        indep = uniform() < 0.5
         pool = independent if indep else b.chosen
         full = len(pool) + 1
         limit = min(full, MAX_OPERANDS)
         want = 1
-        while want < limit and rng.random() > 0.5:
+        while want < limit and uniform() > 0.5:
             want += 1
         ops: list[Key] = []
         if want == full:
             ops.append(RNG)
             picks = list(pool)
         else:
-            if rng.random() < 0.5:
+            if uniform() < 0.5:
                 ops.append(RNG)
                 want -= 1
-            picks = rng.sample(pool, want)
+            picks = sample(rng, pool, want)
         for v in picks:
             ops.append(v)
             _pull(b, v, placed)

@@ -14,6 +14,7 @@ sort, before values and texts, when the op cannot match.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -82,27 +83,39 @@ def draw_op(cfg: GenConfig, rng: random.Random) -> int:
 
 def _draw_s(rng: random.Random, hi: int, lo: int) -> int:
     """s ~ min of two U{1..hi}, conditioned on s >= lo (P(s=k) is proportional to 2(hi-k)+1)."""
+    return lo + build._weighted(rng, *_s_weights(hi, lo))
+
+
+@functools.cache
+def _s_weights(hi: int, lo: int) -> tuple[list[int], int]:
     weights = [2 * (hi - k) + 1 for k in range(lo, hi + 1)]
-    return lo + build._weighted(rng, weights)
+    return weights, sum(weights)
 
 
 def _softmax_draw(rng: random.Random, values: tuple[int, ...], s: int, max_edge: int) -> int:
+    return values[build._weighted(rng, *_softmax_weights(values, s, max_edge))]
+
+
+@functools.cache
+def _softmax_weights(values: tuple[int, ...], s: int, max_edge: int) -> tuple[list[float], float]:
     rel = (s - 1) / (max_edge - 1)
     weight = {2: -((rel - 0.2) ** 2), 3: -((rel - 0.5) ** 2), 4: -((rel - 0.8) ** 2)}
     top = max(weight[v] for v in values)  # stable softmax: forced OOD ops push rel far above 1
-    return values[build._weighted(rng, [math.exp(weight[v] - top) for v in values])]
+    weights = [math.exp(weight[v] - top) for v in values]
+    return weights, sum(weights)
 
 
 def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, int, int, int, int, int, float]:
     """(s, n, m, d, w0, w1, e, p) as the code's ``gen_param_light``; shapes that cannot fit max_edge
     are redrawn (the code crashes on them, which is why it fails for max_edge < 12)."""
     fam = cfg.family
+    below = rng._randbelow  # randint(a, b) is a + _randbelow(b - a + 1) (build.py: draws)
     if cfg.op is not None:
         s = cfg.op
     else:
         s = _draw_s(rng, fam.max_op, min(target, fam.max_op))
-    n = max(rng.randint(1, s), rng.randint(1, s))
-    m = rng.randint(n, s)
+    n = max(1 + below(s), 1 + below(s))
+    m = n + below(s - n + 1)
     depths = tuple(d for d in fam.depths if (d - 1) * fam.widths[0] <= fam.max_edge)
     while True:
         d = _softmax_draw(rng, depths, s, fam.max_edge)
@@ -113,7 +126,7 @@ def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, in
             break
     p = rng.random()
     lo = (d - 1) * w0
-    e = min(rng.randint(lo, fam.max_edge), rng.randint(lo, fam.max_edge))
+    e = min(lo + below(fam.max_edge - lo + 1), lo + below(fam.max_edge - lo + 1))
     return s, n, m, d, w0, w1, e, p
 
 
@@ -140,52 +153,58 @@ def _try_build(cfg: GenConfig, rng: random.Random, target: int) -> tuple[Build, 
 def _graph(b: Build, cfg: GenConfig, rng: random.Random) -> Graph:
     """Names, formulas, constants and values for a finished build (the code's ``parse``)."""
     fam = cfg.family
+    below, uniform = rng._randbelow, rng.random  # randint(a, b) is a + _randbelow(b - a + 1)
     _, layers, items = vocab.draw(rng, b.d, b.sizes, fam.subcategories, fam.items)
     g = Graph(layers=list(layers), items=[list(x) for x in items])
+    index: dict = {}
     # values are computed along a random topological order of the whole G_d (the code's problem_order)
     order = _random_topological(b, rng)
     for key in order:
         ops = [q for q in b.preds[key] if q != RNG]
-        idx = [g.index(q) for q in ops]
+        idx = [index[q] for q in ops]
+        index[key] = len(index)
         if key[0] == 1:
             g.add(key, idx)
             continue
-        has_rng = RNG in b.preds[key]
+        has_rng = len(ops) < len(b.preds[key])
         outer, const = "", -1
         if has_rng and ops:
-            if rng.random() < 0.5:
-                outer, const = "add", rng.randint(0, MOD - 1)
+            if uniform() < 0.5:
+                outer, const = "add", below(MOD)
             else:
-                outer, const = "mul", rng.randint(1, MOD - 1)
+                outer, const = "mul", 1 + below(MOD - 1)
         if not ops:
-            inner, const = "const", rng.randint(0, MOD - 1)
+            inner, const = "const", below(MOD)
         elif len(ops) == 1:
             inner = "copy"
         elif len(ops) == 2:
-            inner = "sum" if rng.random() < 0.5 else "diff"
+            inner = "sum" if uniform() < 0.5 else "diff"
         else:
             inner = "sum"
         g.add(key, idx, rng=has_rng, inner=inner, outer=outer, const=const)
-    g.value = g.evaluate()
-    g.order = [g.index(k) for k in b.topo]
+    g.value = g.evaluate(list(range(len(order))))  # ``order`` is topological, and so is its index order
+    g.order = [index[k] for k in b.topo]
     g.query = g.order[-1]
     g.sentences = _sentence_order(b, g, order, cfg.perm_level, rng)
     return g
 
 
 def _random_topological(b: Build, rng: random.Random) -> list:
+    below = rng._randbelow
     keys = b.order
     succ: dict = {k: [] for k in keys}
     indeg = {}
     for k in keys:
-        ops = [q for q in b.preds[k] if q != RNG]
-        indeg[k] = len(ops)
-        for q in ops:
-            succ[q].append(k)
+        n = 0
+        for q in b.preds[k]:
+            if q != RNG:
+                succ[q].append(k)
+                n += 1
+        indeg[k] = n
     ready = [k for k in keys if indeg[k] == 0]
     out = []
     while ready:
-        k = ready.pop(rng.randrange(len(ready)))
+        k = ready.pop(below(len(ready)))
         out.append(k)
         for v in succ[k]:
             indeg[v] -= 1

@@ -144,10 +144,10 @@ class Graph:
         """Number of instance parameters (= sentences in the problem = structure edges)."""
         return sum(1 for p in self.params if p[0] == INSTANCE)
 
-    def evaluate(self) -> list[int]:
-        """Recompute every value from the formulas (mod 23), in a topological order."""
+    def evaluate(self, order: list[int] | None = None) -> list[int]:
+        """Recompute every value from the formulas (mod 23), along ``order`` (default: a topological order)."""
         val: list[int | None] = [None] * self.n
-        for p in self.topological():
+        for p in self.topological() if order is None else order:
             ops = [val[q] for q in self.preds[p]]
             kind = self.params[p][0]
             if kind == ABSTRACT:
