@@ -38,7 +38,7 @@ from physlm.stages import train as train_stage
 class Ours:
     """One of our training steps per call (data included), the preset's model, recipe and data."""
 
-    def __init__(self, p, compile_mode: str):
+    def __init__(self, p, compile_mode: str, data_workers: int = 0):
         cfg = dataclasses.replace(p.train, compile=compile_mode)
         self.model = build(p.model).train()
         self.opt = make_optimizer(self.model, cfg, fused=False)
@@ -46,7 +46,7 @@ class Ours:
             self.model.base_model.compile()
         self.loss = NextTokenLoss(self.model, sparse=True)
         gen = gen_stage.dataset_step(p, "train").config.gen
-        data = OnlineProblems(gen, train_stage.tokenizer_for(p.tokenizer))
+        data = OnlineProblems(gen, train_stage.tokenizer_for(p.tokenizer), num_workers=data_workers)
         self.batches = data.batches(None, n_ctx=p.model.n_ctx, batch_size=cfg.batch_size, loss_on=cfg.loss_on)
         self.cfg, self.waits = cfg, []
 
@@ -101,7 +101,24 @@ def measure(p, threads: int, steps: int) -> dict:
             times[k].append(timed(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
     waits = {k: statistics.median(fn.waits) for k, fn in loops.items() if isinstance(fn, Ours)}
-    return {"median": med, "compile_s": compile_s, "waits": waits}
+    return {"median": med, "compile_s": compile_s, "waits": waits, "worker": worker_blocks(p, steps, loops)}
+
+
+def worker_blocks(p, steps: int, loops: dict) -> dict:
+    """The compiled step fed in process vs by one data-worker process (``train.data_workers=1``: generation
+    overlaps the step). A worker works ahead while the other loops run, so here the two loops run in
+    alternating blocks of consecutive steps, and the first steps of each block (the worker's prefetched
+    batches) are not counted."""
+    body = loops["ours, compile=body"]
+    fed = Ours(p, "body", data_workers=1)
+    fed.model.load_state_dict(body.model.state_dict())
+    fed()  # compiles (the same graphs: cached), starts the worker
+    times: dict[str, list[float]] = {"in process": [], "1 data worker": []}
+    for _ in range(max(steps // 10, 2)):
+        for name, fn in (("in process", body), ("1 data worker", fed)):
+            block = [timed(fn) for _ in range(15)]
+            times[name] += block[5:]
+    return {k: statistics.median(v) for k, v in times.items()} | {"waits": statistics.median(fed.waits[-20:])}
 
 
 def main() -> None:
@@ -125,6 +142,10 @@ def main() -> None:
             print(f"threads {threads}  {name:20s} {tokens / s:7.0f} tok/s  {s * 1e3:5.0f} ms/step  "
                   f"ratio {base / s:.2f}{extra}")  # fmt: skip
         print(f"threads {threads}  compilation of the blocks: {r['compile_s']:.0f} s (once per run)")
+        w = r["worker"]
+        for name in ("in process", "1 data worker"):
+            print(f"threads {threads}  compile=body, data {name:14s} {w[name] * 1e3:5.0f} ms/step (blocks of steps)"
+                  + (f", batch wait {w['waits'] * 1e3:.1f} ms" if name != "in process" else ""))  # fmt: skip
 
 
 if __name__ == "__main__":
