@@ -341,3 +341,18 @@ def test_config_validation():
         ProbeConfig(layers=(-2,))
     assert P.n_classes("value") == 24 and P.n_classes("nece") == 2
     assert pa.types.is_int8(tables.PROBE_PREDICTIONS.field("prediction").type)
+
+
+@pytest.mark.parametrize("canon", ["", "ABCD"])
+def test_vprobe_reads_a_padded_batch_as_each_row_alone(tok, canon):
+    # VProbe.forward drops the padding mask (right padding cannot reach [END] in a causal model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = build(ModelConfig.from_name("GPT2-2-2", vocab_size=tok.vocab_size, n_ctx=64, canon=canon)).eval()
+    vp = P.VProbe(model, 3, seed=2).eval()
+    with torch.no_grad():
+        vp.lora_b.normal_()  # a non-zero embedding update
+        seqs = [[7, 8, 9, END_ID], [7, 8, 9, 10, 11, 12, 13, END_ID], [20, END_ID]]
+        batch = vp(*act.pad_right(seqs, 0))
+        alone = torch.cat([vp(*act.pad_right([s], 0)) for s in seqs])
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)

@@ -227,8 +227,11 @@ class VProbe(nn.Module):
         return F.embedding(ids, emb) + F.embedding(ids, self.lora_a) @ self.lora_b
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-        """``ids, mask (batch pos)``, ``end (batch,)`` -> logits ``(batch n_classes)`` at each [END]."""
-        cache = act.run_with_cache(self.model, [self.site], inputs_embeds=self.embed(ids), attention_mask=mask)
+        """``ids, mask (batch pos)`` (right-padded, as ``act.pad_right``), ``end (batch,)`` -> logits
+        ``(batch n_classes)`` at each [END]. The mask is not passed on: in a causal model no position up to
+        [END] sees the padding to its right, so it would change nothing that is read, and without it the
+        attention runs its causal kernel (~7 % of a CPU probe step)."""
+        cache = act.run_with_cache(self.model, [self.site], inputs_embeds=self.embed(ids))
         h = act.gather_at(cache[self.site], end)  # (batch d_model)
         return self.head(h)
 
