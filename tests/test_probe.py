@@ -356,3 +356,25 @@ def test_vprobe_reads_a_padded_batch_as_each_row_alone(tok, canon):
         batch = vp(*act.pad_right(seqs, 0))
         alone = torch.cat([vp(*act.pad_right([s], 0)) for s in seqs])
     torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("canon", ["", "ABCD"])
+@pytest.mark.parametrize("layer", [-1, 0])
+def test_end_states_equal_the_full_pass_and_its_gradient(tok, canon, layer):
+    # act.end_states runs the site's MLP on the end rows only (plus the Canon C/D receptive field); a row
+    # too short for that field (the 5-token one with Canon: it needs 7) sends the batch through the full pass
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = build(ModelConfig.from_name("GPT2-2-2", vocab_size=tok.vocab_size, n_ctx=64, canon=canon)).eval()
+    site = act.site_name(layer)
+    for seqs in ([list(range(7, 19)), list(range(30, 39)), list(range(40, 60))], [list(range(7, 12)), [8] * 20]):
+        ids, _, end = act.pad_right(seqs, 0)
+        emb = model.get_input_embeddings()(ids).detach()
+        a, b = emb.clone().requires_grad_(), emb.clone().requires_grad_()
+        fast = act.end_states(model, layer, end, inputs_embeds=a)
+        full = act.gather_at(act.run_with_cache(model, [site], inputs_embeds=b)[site], end)
+        torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+        weights = torch.randn_like(full)
+        (fast * weights).sum().backward()
+        (full * weights).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3)  # summation order only

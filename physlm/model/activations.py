@@ -15,7 +15,8 @@ block ``l`` (:class:`_Stop`), so a layer-0 probe pays for one block, not twelve.
 
 Reading position: every probe sequence ends with its ``[END]`` marker, so a batch is right-padded and the
 state is gathered at each row's last real token (``end_index``). Causal attention means right padding
-never changes the real tokens' states; we pass the attention mask anyway.
+never changes the real tokens' states (:func:`capture` passes the mask anyway; the V-probes do not, and read
+their states through :func:`end_states`, which runs the last block's MLP on the end positions only).
 
 Reads nothing from disk; :func:`capture` returns ``{site: np.ndarray (n, d_model)}`` in float32.
 """
@@ -118,6 +119,60 @@ def run_with_cache(
     missing = [s for s in sites if s not in cache]
     assert not missing, f"sites not reached by the forward pass: {missing}"
     return dict(cache)
+
+
+def end_states(
+    model,
+    layer: int,
+    end: torch.Tensor,
+    input_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The state at site ``layer`` of each row's position ``end`` -> ``(batch d_model)``: what
+    ``gather_at(run_with_cache(model, [site], ...)[site], end)`` gives, for less. That block's attention runs
+    on every position (its keys and values are every position's), but its MLP only on the rows the end
+    position reads: the end itself and, per Canon layer in the MLP's path (C, D), ``kernel - 1`` rows before
+    it (a V-probe step on the tiny preset: the last block's MLP was a third of its work). Right padding (no
+    mask) is assumed, as everywhere here; a row too short for those rows, or a parallel-residual block,
+    takes the full pass."""
+    _, layers, norm = _parts(model)
+    block = layers[len(layers) - 1 if layer == -1 else layer]
+    rows = _mlp_rows(getattr(model, "config", None))
+    if getattr(block, "use_parallel_residual", False) or int(end.min()) < rows - 1:
+        site = site_name(layer)
+        return gather_at(run_with_cache(model, [site], input_ids, inputs_embeds)[site], end)
+    seen: dict[str, torch.Tensor] = {}
+
+    def before_block(_module, args, kwargs):
+        seen["x"] = args[0] if args else kwargs["hidden_states"]  # (batch pos d_model)
+
+    def after_attention(_module, _inputs, output):
+        seen["attn"] = output[0] if isinstance(output, tuple) else output
+        raise _Stop  # the block's MLP runs below, on the rows that matter
+
+    handles = [
+        block.register_forward_pre_hook(before_block, with_kwargs=True),
+        block.attention.register_forward_hook(after_attention),
+    ]
+    try:
+        _parts(model)[0](input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    x = seen["x"] + block.post_attention_dropout(seen["attn"])  # the residual after attention
+    index = end[:, None] - torch.arange(rows - 1, -1, -1, device=end.device)  # (batch rows), the end last
+    x = x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))  # (batch rows d_model)
+    out = (block.post_mlp_dropout(block.mlp(block.post_attention_layernorm(x))) + x)[:, -1]
+    return norm(out) if layer == -1 else out
+
+
+def _mlp_rows(config) -> int:
+    """Positions the MLP of a block needs to give one position's output: 1, plus ``kernel - 1`` per Canon
+    layer on its path (C on its input, D inside it)."""
+    canon = getattr(config, "canon", "") or ""
+    return 1 + sum(site in canon for site in "CD") * (getattr(config, "canon_kernel", 1) - 1)
 
 
 def pad_right(

@@ -230,10 +230,9 @@ class VProbe(nn.Module):
         """``ids, mask (batch pos)`` (right-padded, as ``act.pad_right``), ``end (batch,)`` -> logits
         ``(batch n_classes)`` at each [END]. The mask is not passed on: in a causal model no position up to
         [END] sees the padding to its right, so it would change nothing that is read, and without it the
-        attention runs its causal kernel (~7 % of a CPU probe step)."""
-        cache = act.run_with_cache(self.model, [self.site], inputs_embeds=self.embed(ids))
-        h = act.gather_at(cache[self.site], end)  # (batch d_model)
-        return self.head(h)
+        attention runs its causal kernel (~7 % of a CPU probe step). The states are read through
+        ``act.end_states``: the site's block runs its MLP on the end positions only."""
+        return self.head(act.end_states(self.model, act.layer_of(self.site), end, inputs_embeds=self.embed(ids)))
 
     def trainable(self) -> dict[str, torch.Tensor]:
         """The probe's own tensors (what a checkpoint of the probe needs)."""
