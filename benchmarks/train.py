@@ -41,7 +41,7 @@ class Ours:
     def __init__(self, p, compile_mode: str, data_workers: int = 0):
         cfg = dataclasses.replace(p.train, compile=compile_mode)
         self.model = build(p.model).train()
-        self.opt = make_optimizer(self.model, cfg, fused=False)
+        self.opt = make_optimizer(self.model, cfg, fused=True)  # as physlm.model.train
         if compile_mode == "body":
             self.model.base_model.compile()
         self.loss = NextTokenLoss(self.model, sparse=True)
