@@ -232,12 +232,22 @@ def _job_in_worker(cfg: ProbeConfig, cid: str, pad: int, job: Job, train_ex, tes
     return run_job(_worker, cfg, cid, pad, job, train_ex, test_ex)
 
 
+def _work(job: Job, cfg: ProbeConfig, examples, n_layer: int) -> float:
+    """A job's work in token-blocks (forward + backward ~ 3 forwards): the pool starts the longest first, so
+    that no long V-probe is left alone at the end while the other processes idle."""
+    train_ex, test_ex = examples
+    blocks = (job.layer + 1 if job.layer >= 0 else n_layer) / n_layer
+    tokens = sum(len(e.ids) for e in train_ex)
+    fit = tokens if job.baseline == "linear" else 3 * cfg.steps * cfg.batch_size * tokens / max(len(train_ex), 1)
+    return blocks * (fit + sum(len(e.ids) for e in test_ex))
+
+
 def _fit_in_pool(n: int, cfg: ProbeConfig, x: Inputs, todo: list[Job], examples: dict, bar) -> dict:
-    """Run the jobs in ``n`` spawned processes, the V-probes (costly) first; results by job."""
+    """Run the jobs in ``n`` spawned processes, the costliest first (:func:`_work`); results by job."""
     import concurrent.futures
     import multiprocessing
 
-    order = sorted(todo, key=lambda j: j.baseline == "linear")
+    order = sorted(todo, key=lambda j: -_work(j, cfg, examples[j.task], x.model.config.num_hidden_layers))
     ctx = multiprocessing.get_context("spawn")  # s3fs and torch threads are not fork-safe
     with concurrent.futures.ProcessPoolExecutor(
         n, mp_context=ctx, initializer=_init_worker, initargs=(x.train_path,)
