@@ -12,7 +12,9 @@ batch is generated, tokenized and packed inside the timed region — in eager mo
 ``torch.optim.AdamW`` + clipping on random ids, ``labels=ids`` (what a plain HF loop does). All fp32 on CPU.
 For each thread count the loops alternate step by step; each side's median step time is reported, wall
 clock: a shared machine has noisy neighbours, and alternating exposes every loop to the same noise. Also
-reported: how long our step waits for its batch (online generation in the training thread).
+reported: how long our step waits for its batch (online generation in the training thread); both loops
+again under bf16 autocast (``train.dtype=bf16``: on a CPU with AVX512-BF16 its matmuls run natively), each
+against the other's precision as well as its own; and the step fed by a data-worker process.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from physlm.stages import train as train_stage
 class Ours:
     """One of our training steps per call (data included), the preset's model, recipe and data."""
 
-    def __init__(self, p, compile_mode: str, data_workers: int = 0):
+    def __init__(self, p, compile_mode: str, data_workers: int = 0, amp: torch.dtype | None = None):
         cfg = dataclasses.replace(p.train, compile=compile_mode)
+        self.amp = amp  # autocast dtype (train.dtype=bf16), None: fp32
         self.model = build(p.model).train()
         self.opt = make_optimizer(self.model, cfg, fused=True)  # as physlm.model.train
         if compile_mode == "body":
@@ -55,10 +58,10 @@ class Ours:
         batch = next(self.batches)
         self.waits.append(time.perf_counter() - t)
         train_step(self.loss, self.model, self.opt, batch, self.cfg.lr, self.cfg.grad_clip, self.cfg.batch_size, 1,
-                   torch.device("cpu"))  # fmt: skip
+                   torch.device("cpu"), self.amp)  # fmt: skip
 
 
-def hf_gpt2(p):
+def hf_gpt2(p, amp: torch.dtype | None = None):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     mc = p.model
@@ -70,7 +73,9 @@ def hf_gpt2(p):
     ids = torch.randint(0, mc.vocab_size, (p.train.batch_size, mc.n_ctx))
 
     def step():
-        model(input_ids=ids, labels=ids).loss.backward()
+        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -93,6 +98,9 @@ def measure(p, threads: int, steps: int) -> dict:
     loops["ours, compile=body"] = Ours(p, "body")
     loops["ours, compile=body"]()  # compiles
     compile_s = time.perf_counter() - t
+    # bf16 autocast (train.dtype=bf16; AVX512-BF16 CPUs run its matmuls natively), ours and the plain loop
+    loops["HF GPT-2, bf16"] = hf_gpt2(p, torch.bfloat16)
+    loops["ours, compile=body, bf16"] = Ours(p, "body", amp=torch.bfloat16)
     for fn in loops.values():  # warm-up: allocator, oneDNN kernels
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in loops}
@@ -139,7 +147,7 @@ def main() -> None:
         for name, s in r["median"].items():
             wait = r["waits"].get(name)
             extra = f", batch wait {wait * 1e3:.0f} ms" if wait is not None else ""
-            print(f"threads {threads}  {name:20s} {tokens / s:7.0f} tok/s  {s * 1e3:5.0f} ms/step  "
+            print(f"threads {threads}  {name:26s} {tokens / s:7.0f} tok/s  {s * 1e3:5.0f} ms/step  "
                   f"ratio {base / s:.2f}{extra}")  # fmt: skip
         print(f"threads {threads}  compilation of the blocks: {r['compile_s']:.0f} s (once per run)")
         w = r["worker"]

@@ -15,8 +15,8 @@ block ``l`` (:class:`_Stop`), so a layer-0 probe pays for one block, not twelve.
 
 Reading position: every probe sequence ends with its ``[END]`` marker, so a batch is right-padded and the
 state is gathered at each row's last real token (``end_index``). Causal attention means right padding
-never changes the real tokens' states (:func:`capture` passes the mask anyway; the V-probes do not, and read
-their states through :func:`end_states`, which runs the last block's MLP on the end positions only).
+never changes the real tokens' states, so the mask is not needed; one site is read through :func:`end_states`,
+which runs its block's MLP on the end positions only (:func:`capture` passes the mask when it reads several).
 
 Reads nothing from disk; :func:`capture` returns ``{site: np.ndarray (n, d_model)}`` in float32.
 """
@@ -219,9 +219,13 @@ def capture(
         for seqs in batches:
             ids, mask, end = pad_right(seqs, pad_id, dev)  # (batch pos), (batch pos), (batch,)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                cache = run_with_cache(model, sites, input_ids=ids, attention_mask=mask)
+                if len(sites) == 1:  # one site: its block's MLP on the end rows only
+                    states = {sites[0]: end_states(model, layer_of(sites[0]), end, input_ids=ids)}
+                else:
+                    cache = run_with_cache(model, sites, input_ids=ids, attention_mask=mask)
+                    states = {s: gather_at(cache[s], end) for s in sites}
             for s in sites:
-                out[s].append(gather_at(cache[s], end).float().cpu().numpy())  # (batch d_model)
+                out[s].append(states[s].float().cpu().numpy())  # (batch d_model)
     finally:
         model.train(was_training)
     d = model.config.hidden_size
