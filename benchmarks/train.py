@@ -44,7 +44,7 @@ class Ours:
         cfg = dataclasses.replace(p.train, compile=compile_mode)
         self.amp = amp  # autocast dtype (train.dtype=bf16), None: fp32
         self.model = build(p.model).train()
-        self.opt = make_optimizer(self.model, cfg, fused=True)  # as physlm.model.train
+        self.opt = make_optimizer(self.model, cfg, fused=False)  # as physlm.model.train on a CPU
         if compile_mode == "body":
             self.model.base_model.compile()
         self.loss = NextTokenLoss(self.model, sparse=True)
