@@ -295,11 +295,7 @@ def max_extra(b: Build) -> list[int]:
 
 def realized_op(b: Build, s: int) -> int:
     """The op that ``design(s)`` will reach: min(max(n_op_min, s), n_op_min + sum(max_extra))."""
-    spare = 0  # sum(max_extra(b)), without the list: 1 at position 2, 2 from position 3 on
-    for x, key in enumerate(b.topo):
-        if x >= 2 and key[0] == 0:
-            spare += 1 if x == 2 else 2
-    return min(max(b.n_op_min, s) - b.n_op_min, spare) + b.n_op_min
+    return min(max(b.n_op_min, s) - b.n_op_min, sum(max_extra(b))) + b.n_op_min
 
 
 # ---------------------------------------------------------------------------- stage 4: design (Alg. 4)

@@ -135,7 +135,7 @@ def end_states(
     it (a V-probe step on the tiny preset: the last block's MLP was a third of its work). Right padding (no
     mask) is assumed, as everywhere here; a row too short for those rows, or a parallel-residual block,
     takes the full pass."""
-    _, layers, norm = _parts(model)
+    base, layers, norm = _parts(model)
     block = layers[len(layers) - 1 if layer == -1 else layer]
     rows = _mlp_rows(getattr(model, "config", None))
     if getattr(block, "use_parallel_residual", False) or int(end.min()) < rows - 1:
@@ -155,7 +155,7 @@ def end_states(
         block.attention.register_forward_hook(after_attention),
     ]
     try:
-        _parts(model)[0](input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=False)
+        base(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=False)
     except _Stop:
         pass
     finally:
