@@ -109,7 +109,7 @@ def train_variant(p, tok, mc, gen, steps: int, seed: int, threads: int):
 
 def eval_problems(gen: GenConfig, split: str, op: int, n: int) -> list[dict]:
     """``n`` fresh problems of ``op`` from the training ("seen") or test ("unseen") templates, as records."""
-    cfg = gen.with_(split="train" if split == "seen" else "test", op=op, reask=False)
+    cfg = gen.with_(split="train" if split == "seen" else "test", op=op, reask=False, retry_rate=0.0)
     s = shard_seed(EVAL_SEED, f"learnability-{split}-op{op}", 0)
     return [
         record.row(generate(cfg, problem_seed(s, j)), f"{split}-op{op}-{j}", split, gen.train_bins) for j in range(n)

@@ -89,6 +89,12 @@ class DataConfig:
     op_dist: str = field(default="light", metadata=HASH_IF_SET)
     """Op law of the training problems (and of test_id / test_seen, in distribution): "light", the paper's min of
     two U{1..max_op}; "uniform", U{1..max_op} (more of the long problems)."""
+    retry_rate: float = field(default=0.0, metadata=HASH_IF_SET)
+    """Part 2.2 retry data in the training set only (spec A.12): before each solution sentence, while a coin of
+    this rate comes up, a wrong "Define X as BACK." for a parameter X that is not yet computable; 0 disables.
+    The test sets keep clean solutions (the judge skips retry sentences in what a model writes)."""
+    retry_weak: bool = field(default=False, metadata=HASH_IF_SET)
+    """With retry data: the wrong step is a future necessary one (Part 2.2's "weak" variant)."""
     test_seen: bool = False
     """Also make "test_seen": fresh problems (their own seeds) of the training templates (hash < train_bins)
     and op law, in distribution in every respect. For families too small for the template split to be
@@ -144,7 +150,10 @@ class DataConfig:
         law = base.with_(op_dist=self.op_dist)  # the op law: drawn-op sets only (a forced op ignores it)
         top, ood = self.family.max_op, self.ood_ops_resolved()
         out = {
-            tables.TRAIN: (law, self.train_shards * self.problems_per_shard),
+            tables.TRAIN: (
+                law.with_(retry_rate=self.retry_rate, retry_weak=self.retry_weak),
+                self.train_shards * self.problems_per_shard,
+            ),
             tables.TEST_ID: (law.with_(split="test"), self.test_problems),
             **({tables.TEST_SEEN: (law, self.test_problems)} if self.test_seen else {}),
             tables.test_op(top): (base.with_(split="test", op=top), self.test_problems),

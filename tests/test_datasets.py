@@ -76,6 +76,10 @@ def test_one_knob_regenerates_only_the_affected_datasets(root):
     # The op law moves the drawn-op sets only: a forced-op set ignores it and keeps its id.
     uniform = generate_steps(resolve("tiny", SMALL + ["data.op_dist=uniform"]))
     assert {s.config.dataset for s in uniform if plan.status(s) == "will-run"} == {"train", "test_id", "test_seen"}
+    # Retry data (Part 2.2) enters the training set only: the test sets keep clean solutions and their ids.
+    retry = {s.config.dataset: s for s in generate_steps(resolve("tiny", SMALL + ["data.retry_rate=0.3"]))}
+    assert {d for d, s in retry.items() if plan.status(s) == "will-run"} == {"train"}
+    assert " as BACK." in " ".join(read_shards(run_generate(retry["train"]), ["solution"])["solution"].to_pylist())
     qp = generate_steps(resolve("tiny", SMALL + ["data.format=qp"]))
     assert {plan.status(s) for s in qp} == {"will-run"}
     # A non-semantic knob (how many processes) changes nothing.
