@@ -356,6 +356,9 @@ class TrainConfig:
     """The target at a solution's fresh letter ("Define X as ?"): "sampled", the one letter the generator drew;
     "expected", the cross-entropy's expectation over the generator's law, uniform over the letters not yet
     used (physlm/model/letters.py: the same optimum without the draw's noise)."""
+    arith_weight: float = field(default=1.0, metadata=HASH_IF_SET)
+    """Weight of the cross-entropy at a solution's arithmetic results, the number after "<number> <op> <number> ="
+    (physlm/model/arith.py): the mod-23 tables are what a small model learns last; 1 = the plain loss."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
@@ -383,6 +386,8 @@ class TrainConfig:
             raise ConfigError(f"num_threads/data_workers: must be >= 0, got {self.num_threads}/{self.data_workers}")
         if self.warmup < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("warmup/weight_decay/grad_clip: must be >= 0")
+        if not self.arith_weight > 0:
+            raise ConfigError(f"arith_weight: must be > 0, got {self.arith_weight}")
         for name, allowed in (
             ("loss_on", ("solution", "all")),
             ("compile", ("auto", "on", "body", "off")),

@@ -14,6 +14,7 @@ from physlm.config import ConfigError as TrainConfigError
 from physlm.config import ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.model import tokenizer as T
+from physlm.model.arith import ArithResults
 from physlm.model.data import DataError, OnlineProblems, PackedShards, pack
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
@@ -115,21 +116,26 @@ def test_config_validation():
     assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3) and lr_at(55, cfg) == pytest.approx(0.505)
 
 
-@pytest.mark.parametrize("expected_letters", [False, True])
-def test_sparse_head_loss_equals_dense(source, tok, expected_letters):
+@pytest.mark.parametrize(("expected_letters", "arith_weight"), [(False, 1.0), (True, 1.0), (False, 4.0), (True, 4.0)])
+def test_sparse_head_loss_equals_dense(source, tok, expected_letters, arith_weight):
     """The LM head on target positions only gives the dense loss and gradients (up to float rounding), with the
-    plain targets and with the fresh letters' expected loss (train.letter_targets=expected)."""
+    plain targets, with the fresh letters' expected loss (train.letter_targets=expected) and with the arithmetic
+    results weighted (train.arith_weight)."""
     torch.manual_seed(0)
     model = build(model_cfg(tok))
-    data = OnlineProblems(GEN, tok) if expected_letters else source
+    data = OnlineProblems(GEN, tok) if expected_letters or arith_weight != 1 else source
     batch = next(data.batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
     assert 0 < batch.mask.float().mean() < 0.9  # prompt tokens are skipped: the sparse path has work to skip
     letters = FreshLetters(tok) if expected_letters else None
     assert letters is None or letters.marks(batch.ids)[0].sum() > 10  # fresh letters in the batch
+    results = ArithResults(tok) if arith_weight != 1 else None
+    assert results is None or results.marks(batch.ids).sum() >= 3  # arithmetic results in the batch
     grads = []
     for sparse in (False, True):
         model.zero_grad()
-        loss = NextTokenLoss(model, sparse, letters=letters)(batch.ids, batch.mask)
+        loss = NextTokenLoss(model, sparse, letters=letters, results=results, result_weight=arith_weight)(
+            batch.ids, batch.mask
+        )
         loss.backward()
         grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     (dense, g_dense), (sparse, g_sparse) = grads

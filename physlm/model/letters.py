@@ -62,13 +62,20 @@ class FreshLetters:
         return fresh, unused
 
     def loss_sum(
-        self, logits: torch.Tensor, targets: torch.Tensor, fresh: torch.Tensor, unused: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        fresh: torch.Tensor,
+        unused: torch.Tensor,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sum over positions of the cross-entropy, expected over the unused letters where ``fresh``: logits
-        (n, V) float, targets (n,) with -100 = not a target, fresh (n,), unused (n, L)."""
+        (n, V) float, targets (n,) with -100 = not a target, fresh (n,), unused (n, L); ``weight`` (n,), if
+        given, multiplies each position's term."""
         valid = targets != -100
         log_z = torch.logsumexp(logits, -1)
         hard = log_z - logits.gather(1, targets.clamp(min=0)[:, None])[:, 0]
         u = unused.to(logits.dtype)
         soft = log_z - (logits[:, self.letter_ids.to(logits.device)] * u).sum(-1) / u.sum(-1).clamp(min=1)
-        return torch.where(fresh & valid, soft, hard).masked_fill(~valid, 0).sum()
+        per = torch.where(fresh & valid, soft, hard).masked_fill(~valid, 0)
+        return (per if weight is None else per * weight).sum()

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from physlm.config import ConfigError, ModelConfig, TrainConfig
+from physlm.model.arith import ArithResults
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
 from physlm.store import checkpoint
@@ -76,28 +77,53 @@ class NextTokenLoss(torch.nn.Module):
     so the loss is part of the forward they see.
     """
 
-    def __init__(self, model: torch.nn.Module, sparse: bool, letters: FreshLetters | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        sparse: bool,
+        letters: FreshLetters | None = None,
+        results: ArithResults | None = None,
+        result_weight: float = 1.0,
+    ):
         super().__init__()
         self.model, self.sparse, self.letters = model, sparse, letters
+        # arithmetic results weighted (physlm/model/arith.py); at weight 1 the plain loss
+        self.results = results if result_weight != 1 else None
+        self.result_weight = result_weight
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if not self.sparse:
-            logits = self.model(input_ids=ids, use_cache=False).logits
-            if self.letters is None:
-                return masked_loss_sum(logits, ids, mask)
-            fresh, unused = self.letters.marks(ids)  # of token t+1 at position t, like the targets:
-            fresh, unused = F.pad(fresh[:, 1:], (0, 1)), F.pad(unused[:, 1:], (0, 0, 0, 1))
-            targets = shifted_targets(ids, mask).flatten()
-            return self.letters.loss_sum(logits.flatten(0, 1).float(), targets, fresh.flatten(), unused.flatten(0, 1))
-        hidden = self.model.base_model(
-            input_ids=ids, use_cache=False
-        ).last_hidden_state  # (b, T, d), after the final LayerNorm
-        sel = mask[:, 1:]  # hidden state t predicts token t+1
-        logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
-        if self.letters is None:
-            return F.cross_entropy(logits.float(), ids[:, 1:][sel], reduction="sum")
-        fresh, unused = self.letters.marks(ids)
-        return self.letters.loss_sum(logits.float(), ids[:, 1:][sel], fresh[:, 1:][sel], unused[:, 1:][sel])
+        if self.sparse:
+            hidden = self.model.base_model(
+                input_ids=ids, use_cache=False
+            ).last_hidden_state  # (b, T, d), after the final LayerNorm
+            sel = mask[:, 1:]  # hidden state t predicts token t+1
+            logits = self.model.get_output_embeddings()(hidden[:, :-1][sel])  # (n_targets, V)
+
+            def at(x: torch.Tensor) -> torch.Tensor:  # a mark of token t+1, at each target position t
+                return x[:, 1:][sel]
+
+            targets = at(ids)
+        else:
+            logits = self.model(input_ids=ids, use_cache=False).logits.flatten(0, 1)
+            targets = shifted_targets(ids, mask).flatten()  # -100 where t+1 is not a target
+
+            def at(x: torch.Tensor) -> torch.Tensor:
+                return F.pad(x[:, 1:], (0, 0) * (x.dim() - 2) + (0, 1)).flatten(0, 1)
+
+        return self._sum(logits.float(), targets, ids, at)
+
+    def _sum(self, logits: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, at) -> torch.Tensor:
+        """The loss sum of ``logits (n, V)`` against ``targets (n,)`` (-100: none); ``at`` maps a per-token mark
+        of ``ids`` to those n positions."""
+        weight = None
+        if self.results is not None:
+            weight = torch.where(at(self.results.marks(ids)), self.result_weight, 1.0).to(logits.dtype)
+        if self.letters is not None:
+            fresh, unused = self.letters.marks(ids)
+            return self.letters.loss_sum(logits, targets, at(fresh), at(unused), weight)
+        if weight is None:
+            return F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
+        return (F.cross_entropy(logits, targets, ignore_index=-100, reduction="none") * weight).sum()
 
 
 def train_step(
@@ -249,7 +275,19 @@ def _letters(cfg: TrainConfig, data) -> FreshLetters | None:
     return FreshLetters(tok)
 
 
-def _runner(model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None):
+def _results(cfg: TrainConfig, data) -> ArithResults | None:
+    """The arithmetic-result tokens of the data's tokenizer when ``arith_weight`` != 1, else None."""
+    if cfg.arith_weight == 1:
+        return None
+    tok = getattr(data, "tok", None)
+    if tok is None:
+        raise ConfigError("train.arith_weight: needs a data source with a tokenizer (iGSM problems)")
+    return ArithResults(tok)
+
+
+def _runner(
+    model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None, results: ArithResults | None = None
+):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
     compiled = cfg.compile == "on" or (cfg.compile == "auto" and run.device.type == "cuda")
@@ -260,7 +298,7 @@ def _runner(model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = N
         compiled = body = False
     if body:
         model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
-    runner = NextTokenLoss(model, sparse=not compiled, letters=letters)
+    runner = NextTokenLoss(model, sparse=not compiled, letters=letters, results=results, result_weight=cfg.arith_weight)
     if run.world > 1:
         cuda = run.device.type == "cuda"
         runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[run.device.index] if cuda else None)
@@ -284,7 +322,7 @@ def train(
     """
     run = _setup(cfg, model_cfg.n_ctx)
     model, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
-    runner = _runner(model, cfg, run, _letters(cfg, data))
+    runner = _runner(model, cfg, run, _letters(cfg, data), _results(cfg, data))
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
