@@ -45,7 +45,8 @@ from physlm import presets
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
-from physlm.model.data import OnlineProblems
+from physlm.model.arith import ArithResults
+from physlm.model.data import OnlineProblems, encode_units
 from physlm.model.scoring import wilson
 from physlm.model.train import train
 from physlm.stages import generate as gen_stage
@@ -144,6 +145,33 @@ def evaluate(model, tok, gen: GenConfig, per_op: int, max_new_tokens: int, split
     return out
 
 
+@torch.no_grad()
+def arith_accuracy(model, tok, gen: GenConfig, per_op: int) -> dict:
+    """Teacher-forced accuracy of the arithmetic results (physlm/model/arith.py: the number after "<n> <op> <n>
+    =") in the gold solutions of the seen evaluation problems, by operator: what the mod-23 tables hold,
+    apart from whether the model plans its way to the step."""
+    res = ArithResults(tok)
+    ops = {int(i): c for i, c in zip(res.ops, "+-*")}
+    counts = {c: [0, 0] for c in "+-*"}  # operator -> [results, right]
+    for op in range(2, gen.family.max_op + 1):
+        rows = eval_problems(gen, "seen", op, per_op)
+        units = encode_units(
+            tok, [r["problem"] for r in rows], [r["solution"] for r in rows], [r["answer"] for r in rows]
+        )
+        for u in units:
+            ids = torch.as_tensor(u.ids, dtype=torch.long)[None]
+            at = res.marks(ids)[0].nonzero()[:, 0]
+            if not len(at):
+                continue
+            pred = model(input_ids=ids).logits[0, at - 1].argmax(-1)
+            for t, ok in zip(at.tolist(), (pred == ids[0, at]).tolist()):
+                c = counts[ops[int(ids[0, t - 3])]]
+                c[0], c[1] = c[0] + 1, c[1] + ok
+    out = {c: {"n": n, "correct": k} for c, (n, k) in counts.items()}
+    n, k = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
+    return {**out, "all": {"n": n, "correct": k}}
+
+
 def _top_errors(gens: list[dict], k: int = 3) -> dict:
     counts: dict[str, int] = defaultdict(int)
     for g in gens:
@@ -179,8 +207,10 @@ def summary_line(r: dict) -> str:
     ops = sorted(r["eval"]["seen"], key=int)
     seen = " ".join(f"op{op} {cell('seen', op)}" for op in ops)
     unseen = " ".join(cell("unseen", op) for op in ops)
+    arith = r.get("arith", {}).get("all")
+    tf = f" | arithmetic {100 * arith['correct'] / max(arith['n'], 1):.0f}% of {arith['n']}" if arith else ""
     return (
-        f"{r['variant']} seed {r['seed']}: seen {seen} | unseen {unseen} | loss {r['final_loss']:.3f} | "
+        f"{r['variant']} seed {r['seed']}: seen {seen} | unseen {unseen}{tf} | loss {r['final_loss']:.3f} | "
         f"{r['tokens_per_s']:.0f} tok/s | {r['train_wall_s']:.0f} s"
     )
 
@@ -199,7 +229,8 @@ def load_results(path: str = RESULTS) -> list[dict]:
 def table(results: list[dict]) -> str:
     """One row per (variant, model, overrides, budget): seeds, fully correct by op on seen templates (the seeds'
     problems pooled, with the Wilson interval of the pooled counts: it does not show the spread between seeds),
-    unseen templates pooled, mean final loss, tokens/s and training minutes (compilation included)."""
+    unseen templates pooled, teacher-forced arithmetic results right (pooled), mean final loss, tokens/s and
+    training minutes (compilation included)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in results:
         key = (r["variant"], r["preset"], model_label(r), tuple(recipe(r)), r["steps"], r["batch_size"])
@@ -208,7 +239,7 @@ def table(results: list[dict]) -> str:
     head = ["variant", "model", "overrides", "steps × batch", "seeds"] + [
         f"op {k} (seen)" for k in range(1, max_op + 1)
     ]
-    head += ["unseen templates", "loss", "tok/s", "train min"]
+    head += ["unseen templates", "arithmetic (TF)", "loss", "tok/s", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (variant, _preset, model, overrides, steps, batch), rs in groups.items():
         seeds = ",".join(str(r["seed"]) for r in rs)
@@ -234,6 +265,7 @@ def table(results: list[dict]) -> str:
                     seeds,
                     *cells,
                     f"{100 * un_ok / max(un_n, 1):.1f}%",
+                    _arith_cell(rs),
                     f"{statistics.mean(r['final_loss'] for r in rs):.3f}",
                     f"{statistics.mean(r['tokens_per_s'] for r in rs):.0f}",
                     f"{statistics.mean(r['train_wall_s'] for r in rs) / 60:.1f}",
@@ -242,6 +274,14 @@ def table(results: list[dict]) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _arith_cell(rs: list[dict]) -> str:
+    """Teacher-forced arithmetic results right, the seeds pooled ("–" for runs recorded before it was measured)."""
+    cs = [r["arith"]["all"] for r in rs if "arith" in r]
+    if len(cs) < len(rs):
+        return "–"
+    return f"{100 * sum(c['correct'] for c in cs) / max(sum(c['n'] for c in cs), 1):.0f}%"
 
 
 SPEED_KNOBS = ("train.compile=", "train.num_threads=")
@@ -291,6 +331,7 @@ def main(argv=None) -> None:
     ap.add_argument("--max-new-tokens", type=int, default=0, help="decoding cap (default: the preset's)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: every core)")
     ap.add_argument("--results", default=RESULTS)
+    ap.add_argument("--keep", metavar="DIR", help="also save each seed's model and tokenizer under DIR/seed<N>")
     ap.add_argument("--no-record", action="store_true", help="print only; append nothing to the results file")
     ap.add_argument("--table", action="store_true", help="print the results file as a markdown table, then exit")
     ap.add_argument("--readme", action="store_true", help="write that table into README.md, then exit")
@@ -314,6 +355,10 @@ def main(argv=None) -> None:
         model, summary, wall = train_variant(p, tok, mc, gen, steps, seed, threads)
         t = time.perf_counter()
         acc = evaluate(model, tok, gen, args.per_op, args.max_new_tokens or p.evaluate.max_new_tokens)
+        arith = arith_accuracy(model, tok, gen, args.per_op)
+        if args.keep:
+            model.save_pretrained(os.path.join(args.keep, f"seed{seed}"))
+            tok.save(os.path.join(args.keep, f"seed{seed}"))
         hist = summary["history"]
         result = {
             "variant": args.name or (" ".join(args.sets) or "baseline"),
@@ -341,6 +386,7 @@ def main(argv=None) -> None:
             "loss_curve": [[h["step"], round(h["loss"], 4)] for h in hist],
             "per_op": args.per_op,
             "eval": acc,
+            "arith": arith,
         }
         print(summary_line(result), flush=True)
         if not args.no_record:
