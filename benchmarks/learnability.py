@@ -46,7 +46,7 @@ from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
 from physlm.model.arith import ArithResults
-from physlm.model.data import OnlineProblems, encode_units
+from physlm.model.data import encode_units, online
 from physlm.model.scoring import wilson
 from physlm.model.train import train
 from physlm.stages import generate as gen_stage
@@ -78,7 +78,7 @@ def steps_for_minutes(p, tok, mc, gen, minutes: float, threads: int) -> tuple[in
     """Steps that fit ``minutes`` of training, from the median step time of a 40-step calibration run."""
     cfg = dataclasses.replace(p.train, steps=40, ckpt_every=40, log_every=10, progress=False, num_threads=threads)
     with tempfile.TemporaryDirectory() as out:
-        hist = train(mc, cfg, OnlineProblems(gen, tok), out, resume=False)["history"]
+        hist = train(mc, cfg, online(gen, tok, cfg), out, resume=False)["history"]
     rate = statistics.median(h["tokens_per_s"] for h in hist[1:]) / (cfg.batch_size * mc.n_ctx)  # steps/s
     return max(1, int(minutes * 60 * rate)), rate
 
@@ -98,7 +98,7 @@ def train_variant(p, tok, mc, gen, steps: int, seed: int, threads: int):
     )
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        summary = train(mc, cfg, OnlineProblems(gen, tok), out, resume=False)
+        summary = train(mc, cfg, online(gen, tok, cfg), out, resume=False)
         wall = time.perf_counter() - t
         model = checkpoint.load_model(out)
     return model, summary, wall

@@ -356,6 +356,12 @@ class TrainConfig:
     """The target at a solution's fresh letter ("Define X as ?"): "sampled", the one letter the generator drew;
     "expected", the cross-entropy's expectation over the generator's law, uniform over the letters not yet
     used (physlm/model/letters.py: the same optimum without the draw's noise)."""
+    late_op_dist: str = field(default="", metadata=HASH_IF_SET)
+    """An op curriculum (online data only): from step ``late_from * steps`` on, the training problems are drawn
+    under this op law ("light": the paper's min of two draws, "uniform": more long problems) instead of the
+    data's own; "" = the data's law throughout."""
+    late_from: float = field(default=0.5, metadata=HASH_IF_SET)
+    """Where the late op law starts, as a fraction of ``steps``."""
     arith_weight: float = field(default=1.0, metadata=HASH_IF_SET)
     """Weight of the cross-entropy at a solution's arithmetic results, the number after "<number> <op> <number> ="
     (physlm/model/arith.py): the mod-23 tables are what a small model learns last; 1 = the plain loss."""
@@ -386,12 +392,15 @@ class TrainConfig:
             raise ConfigError(f"num_threads/data_workers: must be >= 0, got {self.num_threads}/{self.data_workers}")
         if self.warmup < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("warmup/weight_decay/grad_clip: must be >= 0")
+        if not 0 < self.late_from < 1:
+            raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
         if not self.arith_weight > 0:
             raise ConfigError(f"arith_weight: must be > 0, got {self.arith_weight}")
         for name, allowed in (
             ("loss_on", ("solution", "all")),
             ("compile", ("auto", "on", "body", "off")),
             ("letter_targets", ("sampled", "expected")),
+            ("late_op_dist", ("", "light", "uniform")),
             ("dtype", ("auto", "bf16", "fp32")),
         ):
             if getattr(self, name) not in allowed:

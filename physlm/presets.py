@@ -79,6 +79,8 @@ class Preset:
             raise ConfigError(f"tokenizer: must be one of {TOKENIZERS}, got {self.tokenizer!r}")
         if self.model.vocab_size != vocab_size(self.tokenizer):
             object.__setattr__(self, "model", dataclasses.replace(self.model, vocab_size=vocab_size(self.tokenizer)))
+        if self.train.late_op_dist and not self.data.online:
+            raise ConfigError("train.late_op_dist: an op curriculum needs online data (data.online=true)")
         if any(x >= self.model.n_layer for x in self.probe.layers):
             raise ConfigError(
                 f"probe.layers: block indices must be < {self.model.n_layer} (model "

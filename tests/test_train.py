@@ -3,6 +3,7 @@ CPU), checkpoints and the registry — on a 2-layer, 2-head (width 128) model wi
 problems of a tiny family."""
 
 import os
+from collections import Counter
 
 import pytest
 import torch
@@ -13,12 +14,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from physlm.config import ConfigError as TrainConfigError
 from physlm.config import ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
+from physlm.igsm.generate import generate
 from physlm.model import tokenizer as T
 from physlm.model.arith import ArithResults
-from physlm.model.data import DataError, OnlineProblems, PackedShards, pack
+from physlm.model.data import DataError, OnlineProblems, PackedShards, online, pack
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
 from physlm.model.train import NextTokenLoss, lr_at, train
+from physlm.presets import resolve
 from physlm.store import checkpoint, registry
 from physlm.store.shards import generate_shard, write_shard
 
@@ -98,6 +101,24 @@ def test_online_deterministic_and_resumable(tok):
     assert not torch.equal(a[0].ids, a[1].ids)
     r1 = next(src.batches(None, **kw, rank=1, world=2))
     assert not torch.equal(r1.ids, a[0].ids)
+
+
+def test_op_curriculum_switches_the_op_law_at_its_step(tok):
+    """train.late_op_dist: the steps before late_from * steps are the plain source's batches, bit for bit; from
+    there on the problems come from the late op law (uniform: more long problems), resumable the same way."""
+    cfg = TrainConfig(steps=10, late_op_dist="uniform", late_from=0.4)
+    src, plain = online(GEN, tok, cfg), OnlineProblems(GEN, tok)
+    assert src.gen_at(3) == GEN and src.gen_at(4) == GEN.with_(op_dist="uniform")
+    kw = dict(n_ctx=N_CTX, batch_size=2, loss_on="solution", seed=1)
+    early, late = take(src.batches(None, **kw), 4), next(src.batches({"step": 4}, **kw))
+    assert all(torch.equal(x.ids, y.ids) for x, y in zip(early, take(plain.batches(None, **kw), 4)))
+    assert not torch.equal(late.ids, next(plain.batches({"step": 4}, **kw)).ids)
+    ops = Counter(generate(src.gen_at(9), s).op for s in range(300))
+    assert ops[4] > 45  # uniform over 1..4 (the light law gives op 4 one problem in 16)
+    with pytest.raises(TrainConfigError, match="late_op_dist"):
+        TrainConfig(late_op_dist="steep")
+    with pytest.raises(TrainConfigError, match="late_op_dist"):
+        resolve("tiny", ["train.late_op_dist=uniform", "data.online=false"])
 
 
 def test_context_too_short_names_field(source):

@@ -170,17 +170,25 @@ class PackedShards:
 
 # ---------------------------------------------------------------------- online
 class OnlineProblems:
-    """Fresh problems from ``gen`` every step, deterministic per (seed, step, rank, world)."""
+    """Fresh problems from ``gen`` every step, deterministic per (seed, step, rank, world); with ``late = (gen2,
+    step0)``, from ``gen2`` from step0 on (an op curriculum: :func:`online`)."""
 
-    def __init__(self, gen: GenConfig, tokenizer: Tokenizer, num_workers: int = 0):
-        self.gen, self.tok, self.num_workers = gen, tokenizer, num_workers
+    def __init__(
+        self, gen: GenConfig, tokenizer: Tokenizer, num_workers: int = 0, late: tuple[GenConfig, int] | None = None
+    ):
+        self.gen, self.tok, self.num_workers, self.late = gen, tokenizer, num_workers, late
+
+    def gen_at(self, step: int) -> GenConfig:
+        """The generator config of the problems of optimizer step ``step``."""
+        return self.late[0] if self.late is not None and step >= self.late[1] else self.gen
 
     def make(self, step: int, *, n_ctx: int, batch_size: int, loss_on: str, seed: int, rank: int, world: int) -> Batch:
         """The batch of one step on one rank (a pure function of its arguments)."""
         s = shard_seed(seed, "online", step * world + rank)
         cap, windows, cur, used, j, dropped, chunk = n_ctx - 1, [], [], 0, 0, 0, 16
         while True:
-            probs = [generate(self.gen, problem_seed(s, j + k)) for k in range(chunk)]  # batched for the tokenizer
+            gen = self.gen_at(step)
+            probs = [generate(gen, problem_seed(s, j + k)) for k in range(chunk)]  # batched for the tokenizer
             j += chunk
             for u in encode_units(
                 self.tok, [p.problem for p in probs], [p.solution for p in probs], [p.answer for p in probs]
@@ -222,6 +230,15 @@ class OnlineProblems:
         yield from torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=self.num_workers, prefetch_factor=4, persistent_workers=False
         )
+
+
+def online(gen: GenConfig, tok: Tokenizer, cfg) -> OnlineProblems:
+    """The online source of a training recipe (``cfg``: a TrainConfig): its data workers, and its op curriculum
+    (``cfg.late_op_dist`` from step ``cfg.late_from * cfg.steps`` on) applied to ``gen``."""
+    late = None
+    if cfg.late_op_dist:
+        late = (gen.with_(op_dist=cfg.late_op_dist), int(cfg.late_from * cfg.steps))
+    return OnlineProblems(gen, tok, num_workers=cfg.data_workers, late=late)
 
 
 class _Steps(torch.utils.data.IterableDataset):

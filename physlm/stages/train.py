@@ -108,7 +108,7 @@ def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
     tok = tokenizer_for(cfg.tokenizer)
     tok.save(work)
     if cfg.online:
-        source = pdata.OnlineProblems(data_step.config.gen, tok, num_workers=cfg.train.data_workers)
+        source = pdata.online(data_step.config.gen, tok, cfg.train)
     else:
         source = pdata.PackedShards(data_step.path(), tok)
     summary = train(cfg.model, cfg.train, source, work, resume=not force)
