@@ -45,10 +45,10 @@ from physlm import presets
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
-from physlm.model.arith import ArithResults
 from physlm.model.data import encode_units, online
 from physlm.model.scoring import wilson
 from physlm.model.train import train
+from physlm.model.weights import PositionWeights
 from physlm.stages import generate as gen_stage
 from physlm.stages import train as train_stage
 from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows
@@ -147,10 +147,10 @@ def evaluate(model, tok, gen: GenConfig, per_op: int, max_new_tokens: int, split
 
 @torch.no_grad()
 def arith_accuracy(model, tok, gen: GenConfig, per_op: int) -> dict:
-    """Teacher-forced accuracy of the arithmetic results (physlm/model/arith.py: the number after "<n> <op> <n>
+    """Teacher-forced accuracy of the arithmetic results (physlm/model/weights.py: the number after "<n> <op> <n>
     =") in the gold solutions of the seen evaluation problems, by operator: what the mod-23 tables hold,
     apart from whether the model plans its way to the step."""
-    res = ArithResults(tok)
+    res = PositionWeights(tok)
     ops = {int(i): c for i, c in zip(res.ops, "+-*")}
     counts = {c: [0, 0] for c in "+-*"}  # operator -> [results, right]
     for op in range(2, gen.family.max_op + 1):
@@ -160,7 +160,7 @@ def arith_accuracy(model, tok, gen: GenConfig, per_op: int) -> dict:
         )
         for u in units:
             ids = torch.as_tensor(u.ids, dtype=torch.long)[None]
-            at = res.marks(ids)[0].nonzero()[:, 0]
+            at = res.results(ids)[0].nonzero()[:, 0]
             if not len(at):
                 continue
             pred = model(input_ids=ids).logits[0, at - 1].argmax(-1)

@@ -364,7 +364,10 @@ class TrainConfig:
     """Where the late op law starts, as a fraction of ``steps``."""
     arith_weight: float = field(default=1.0, metadata=HASH_IF_SET)
     """Weight of the cross-entropy at a solution's arithmetic results, the number after "<number> <op> <number> ="
-    (physlm/model/arith.py): the mod-23 tables are what a small model learns last; 1 = the plain loss."""
+    (physlm/model/weights.py): the mod-23 tables; 1 = the plain loss."""
+    plan_weight: float = field(default=1.0, metadata=HASH_IF_SET)
+    """Weight of the cross-entropy at a solution's plan choices, the names after "Define" (which parameter to
+    compute next; physlm/model/weights.py); 1 = the plain loss."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
@@ -394,8 +397,8 @@ class TrainConfig:
             raise ConfigError("warmup/weight_decay/grad_clip: must be >= 0")
         if not 0 < self.late_from < 1:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
-        if not self.arith_weight > 0:
-            raise ConfigError(f"arith_weight: must be > 0, got {self.arith_weight}")
+        if not (self.arith_weight > 0 and self.plan_weight > 0):
+            raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
         for name, allowed in (
             ("loss_on", ("solution", "all")),
             ("compile", ("auto", "on", "body", "off")),

@@ -16,11 +16,11 @@ from physlm.config import ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
 from physlm.model import tokenizer as T
-from physlm.model.arith import ArithResults
 from physlm.model.data import DataError, OnlineProblems, PackedShards, online, pack
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
 from physlm.model.train import NextTokenLoss, lr_at, train
+from physlm.model.weights import PositionWeights
 from physlm.presets import resolve
 from physlm.store import checkpoint, registry
 from physlm.store.shards import generate_shard, write_shard
@@ -141,7 +141,7 @@ def test_config_validation():
 def test_sparse_head_loss_equals_dense(source, tok, expected_letters, arith_weight):
     """The LM head on target positions only gives the dense loss and gradients (up to float rounding), with the
     plain targets, with the fresh letters' expected loss (train.letter_targets=expected) and with the arithmetic
-    results weighted (train.arith_weight)."""
+    results and plan choices weighted (train.arith_weight, train.plan_weight)."""
     torch.manual_seed(0)
     model = build(model_cfg(tok))
     data = OnlineProblems(GEN, tok) if expected_letters or arith_weight != 1 else source
@@ -149,14 +149,12 @@ def test_sparse_head_loss_equals_dense(source, tok, expected_letters, arith_weig
     assert 0 < batch.mask.float().mean() < 0.9  # prompt tokens are skipped: the sparse path has work to skip
     letters = FreshLetters(tok) if expected_letters else None
     assert letters is None or letters.marks(batch.ids)[0].sum() > 10  # fresh letters in the batch
-    results = ArithResults(tok) if arith_weight != 1 else None
-    assert results is None or results.marks(batch.ids).sum() >= 3  # arithmetic results in the batch
+    weights = PositionWeights(tok, arith=arith_weight, plan=arith_weight) if arith_weight != 1 else None
+    assert weights is None or weights.results(batch.ids).sum() >= 3  # arithmetic results in the batch
     grads = []
     for sparse in (False, True):
         model.zero_grad()
-        loss = NextTokenLoss(model, sparse, letters=letters, results=results, result_weight=arith_weight)(
-            batch.ids, batch.mask
-        )
+        loss = NextTokenLoss(model, sparse, letters=letters, weights=weights)(batch.ids, batch.mask)
         loss.backward()
         grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
     (dense, g_dense), (sparse, g_sparse) = grads

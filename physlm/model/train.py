@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from physlm.config import ConfigError, ModelConfig, TrainConfig
-from physlm.model.arith import ArithResults
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
+from physlm.model.weights import PositionWeights
 from physlm.store import checkpoint
 
 log = logging.getLogger(__name__)
@@ -82,14 +82,11 @@ class NextTokenLoss(torch.nn.Module):
         model: torch.nn.Module,
         sparse: bool,
         letters: FreshLetters | None = None,
-        results: ArithResults | None = None,
-        result_weight: float = 1.0,
+        weights: PositionWeights | None = None,
     ):
         super().__init__()
-        self.model, self.sparse, self.letters = model, sparse, letters
-        # arithmetic results weighted (physlm/model/arith.py); at weight 1 the plain loss
-        self.results = results if result_weight != 1 else None
-        self.result_weight = result_weight
+        # weights: arithmetic results and plan choices weighted (physlm/model/weights.py); None: the plain loss
+        self.model, self.sparse, self.letters, self.weights = model, sparse, letters, weights
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.sparse:
@@ -115,9 +112,7 @@ class NextTokenLoss(torch.nn.Module):
     def _sum(self, logits: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, at) -> torch.Tensor:
         """The loss sum of ``logits (n, V)`` against ``targets (n,)`` (-100: none); ``at`` maps a per-token mark
         of ``ids`` to those n positions."""
-        weight = None
-        if self.results is not None:
-            weight = torch.where(at(self.results.marks(ids)), self.result_weight, 1.0).to(logits.dtype)
+        weight = None if self.weights is None else at(self.weights(ids)).to(logits.dtype)
         if self.letters is not None:
             fresh, unused = self.letters.marks(ids)
             return self.letters.loss_sum(logits, targets, at(fresh), at(unused), weight)
@@ -275,18 +270,18 @@ def _letters(cfg: TrainConfig, data) -> FreshLetters | None:
     return FreshLetters(tok)
 
 
-def _results(cfg: TrainConfig, data) -> ArithResults | None:
-    """The arithmetic-result tokens of the data's tokenizer when ``arith_weight`` != 1, else None."""
-    if cfg.arith_weight == 1:
+def _weights(cfg: TrainConfig, data) -> PositionWeights | None:
+    """The loss weights of the data's tokenizer when ``arith_weight`` or ``plan_weight`` is not 1, else None."""
+    if cfg.arith_weight == 1 and cfg.plan_weight == 1:
         return None
     tok = getattr(data, "tok", None)
     if tok is None:
-        raise ConfigError("train.arith_weight: needs a data source with a tokenizer (iGSM problems)")
-    return ArithResults(tok)
+        raise ConfigError("train.arith_weight/plan_weight: needs a data source with a tokenizer (iGSM problems)")
+    return PositionWeights(tok, cfg.arith_weight, cfg.plan_weight)
 
 
 def _runner(
-    model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None, results: ArithResults | None = None
+    model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None, weights: PositionWeights | None = None
 ):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
@@ -298,7 +293,7 @@ def _runner(
         compiled = body = False
     if body:
         model.base_model.compile()  # in place: the parameters, state dict and checkpoints stay the model's own
-    runner = NextTokenLoss(model, sparse=not compiled, letters=letters, results=results, result_weight=cfg.arith_weight)
+    runner = NextTokenLoss(model, sparse=not compiled, letters=letters, weights=weights)
     if run.world > 1:
         cuda = run.device.type == "cuda"
         runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[run.device.index] if cuda else None)
@@ -322,7 +317,7 @@ def train(
     """
     run = _setup(cfg, model_cfg.n_ctx)
     model, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
-    runner = _runner(model, cfg, run, _letters(cfg, data), _results(cfg, data))
+    runner = _runner(model, cfg, run, _letters(cfg, data), _weights(cfg, data))
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
