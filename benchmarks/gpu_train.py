@@ -39,6 +39,7 @@ DRY = [
     "data.train_shards=1",
     "data.problems_per_shard=16",
     "data.test_problems=8",
+    "data.seen_problems=0",
     "data.processes=0",
     "model.shape=GPT2-2-2",
     "model.n_ctx=256",

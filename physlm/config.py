@@ -95,6 +95,8 @@ class DataConfig:
     The test sets keep clean solutions (the judge skips retry sentences in what a model writes)."""
     retry_weak: bool = field(default=False, metadata=HASH_IF_SET)
     """With retry data: the wrong step is a future necessary one (Part 2.2's "weak" variant)."""
+    seen_problems: int = field(default=0, metadata=HASH_IF_SET)
+    """Problems in "test_seen" (0: ``test_problems``): more where its accuracy by op is the figure that matters."""
     test_seen: bool = False
     """Also make "test_seen": fresh problems (their own seeds) of the training templates (hash < train_bins)
     and op law, in distribution in every respect. For families too small for the template split to be
@@ -111,6 +113,8 @@ class DataConfig:
 
     def __post_init__(self):
         _positive_ints(self, ("train_shards", "problems_per_shard", "test_problems"))
+        if self.seen_problems < 0:
+            raise ConfigError(f"seen_problems: must be >= 0 (0: test_problems), got {self.seen_problems}")
         if self.processes is not None and self.processes < 0:
             raise ConfigError(f"processes: must be >= 0 or none, got {self.processes}")
         if self.block_shards < 0:
@@ -155,7 +159,7 @@ class DataConfig:
                 self.train_shards * self.problems_per_shard,
             ),
             tables.TEST_ID: (law.with_(split="test"), self.test_problems),
-            **({tables.TEST_SEEN: (law, self.test_problems)} if self.test_seen else {}),
+            **({tables.TEST_SEEN: (law, self.seen_problems or self.test_problems)} if self.test_seen else {}),
             tables.test_op(top): (base.with_(split="test", op=top), self.test_problems),
         }
         for k in ood:

@@ -19,7 +19,7 @@ from physlm.store import storage
 from physlm.store.shards import read_shards
 from physlm.store.steps import StepNotDone, parts_path, read_info, verify
 
-SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=15"]
+SMALL = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=15", "data.seen_problems=0"]
 
 
 def generate_all(overrides, processes=0):
@@ -62,6 +62,8 @@ def test_seen_set_is_fresh_problems_of_the_training_templates(root):
     assert len(set(seen.column("op").to_pylist())) > 1  # the training op law, not one forced op
     assert not set(seen.column("problem").to_pylist()) & set(train.column("problem").to_pylist())
     assert not set(seen.column("seed").to_pylist()) & set(train.column("seed").to_pylist())
+    more = generate_all(SMALL + ["data.test_problems=60", "data.seen_problems=75"])
+    assert read_shards(more["test_seen"]).num_rows == 75 and read_shards(more["test_id"]).num_rows == 60
     off = generate_all(SMALL + ["data.test_seen=false"])
     assert "test_seen" not in off and off["train"] == paths["train"]  # the knob touches no other dataset
 

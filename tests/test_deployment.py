@@ -83,7 +83,13 @@ def test_generate_deployment_runs_on_a_worker(tmp_path):
             stdout=open(logs / "worker.log", "w"),
             stderr=subprocess.STDOUT,
         )
-        overrides = ["data.train_shards=2", "data.problems_per_shard=20", "data.test_problems=10", "data.processes=0"]
+        overrides = [
+            "data.train_shards=2",
+            "data.problems_per_shard=20",
+            "data.test_problems=10",
+            "data.seen_problems=0",
+            "data.processes=0",
+        ]
         out = prefect(
             "deployment",
             "run",

@@ -80,6 +80,7 @@ def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_pa
     sets = [
         "--set",
         "data.test_problems=2",
+        "data.seen_problems=0",
         "--set",
         "data.train_shards=1",
         "--set",
@@ -125,8 +126,8 @@ def test_physlm_model_on_a_problem_file_with_foreign_names(root, tmp_path):
     from physlm.stages import train
 
     p = resolve("tiny", ["data.train_shards=1", "data.problems_per_shard=20", "data.test_problems=2",
-                         "data.processes=0", "train.steps=2", "train.compile=off", "train.batch_size=2",
-                         "train.ckpt_every=2"])  # fmt: skip
+                         "data.seen_problems=0", "data.processes=0", "train.steps=2", "train.compile=off",
+                         "train.batch_size=2", "train.ckpt_every=2"])  # fmt: skip
     gen_stage.run(gen_stage.dataset_step(p, "train"))
     step_path = train.run(train.train_step(p))
     problems = [generate(TINY, s) for s in range(6)]

@@ -27,7 +27,8 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.fleet
 
 SMALL = ["grid=GPT2-1-2,GPT2-2-2", "data.train_shards=4", "data.problems_per_shard=10", "data.test_problems=4",
-         "data.processes=0", "data.block_shards=2", "train.steps=2", "train.compile=off", "train.batch_size=2",
+         "data.seen_problems=0", "data.processes=0", "data.block_shards=2", "train.steps=2", "train.compile=off",
+         "train.batch_size=2",
          "train.ckpt_every=1", "train.num_threads=1", "evaluate.limit=2", "evaluate.max_new_tokens=4", "probe.steps=2",
          "probe.compile=off",
          "probe.batch_size=4", "probe.train_problems=6", "probe.test_problems=4", "probe.tasks=nece",

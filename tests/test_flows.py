@@ -18,6 +18,7 @@ SMALL = [
     "data.train_shards=2",
     "data.problems_per_shard=20",
     "data.test_problems=10",
+    "data.seen_problems=0",
     "data.processes=0",
     "train.steps=2",
     "train.compile=off",

@@ -45,9 +45,11 @@ def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
     assert {(p["task"], p["baseline"]) for p in fig["probes"]} == {
         (t, m) for t in ("nece", "known") for m in ("vprobe", "random_init", "linear")
     }
-    # the kept model folder loads with transformers and with physlm's tokenizer
+    # the kept model folder loads with transformers (the Canon model type registered by importing physlm's) and
+    # with physlm's tokenizer
     from transformers import AutoModelForCausalLM
 
+    import physlm.model.canon  # noqa: F401
     from physlm.model.tokenizer import load
 
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "model")).config.num_hidden_layers == 2

@@ -9,7 +9,13 @@ from physlm.presets import resolve
 from physlm.stages import generate
 from physlm.store import inventory, storage
 
-SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=4", "data.processes=0"]
+SMALL = [
+    "data.train_shards=2",
+    "data.problems_per_shard=10",
+    "data.test_problems=4",
+    "data.seen_problems=0",
+    "data.processes=0",
+]
 
 
 def _generate(root: str) -> list:

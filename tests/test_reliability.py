@@ -51,6 +51,7 @@ PIPELINE = [
     "data.train_shards=4",
     "data.problems_per_shard=60",
     "data.test_problems=40",
+    "data.seen_problems=0",
     "data.processes=0",
     "data.online=false",
     "train.steps=12",
@@ -313,7 +314,10 @@ def test_torn_step_on_s3_is_never_read(s3_root):
     from physlm.store.shards import read_shards
 
     step = datasets.plan(
-        resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5"])
+        resolve(
+            "tiny",
+            ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.seen_problems=0"],
+        )
     )[0]
     path = datasets.run(step)
     good = read_shards(path)
@@ -349,7 +353,13 @@ def _task_run_counts(flow_run_id) -> dict[str, int]:
 def test_s3_endpoint_down_mid_flow_task_retries_and_succeeds(prefect_harness, restartable_moto, tmp_path, monkeypatch):
     from flows.pipeline import generate
 
-    overrides = ["data.train_shards=8", "data.problems_per_shard=150", "data.test_problems=20", "data.processes=0"]
+    overrides = [
+        "data.train_shards=8",
+        "data.problems_per_shard=150",
+        "data.test_problems=20",
+        "data.seen_problems=0",
+        "data.processes=0",
+    ]
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "local"))
     # uninterrupted bytes, by step id (the flow's result is keyed so; ids do not depend on the root)
     local = {f"generate-{os.path.basename(p)}": read_info(p)["files"] for p in _generate_all(overrides).values()}
@@ -423,7 +433,9 @@ def cli(*args: str, env: dict | None = None, cwd: str | None = None, timeout: in
 def test_damaged_shard_is_detected_on_read_and_repaired(root):
     from physlm.store.shards import read_shards
 
-    paths = _generate_all(["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10"])
+    paths = _generate_all(
+        ["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10", "data.seen_problems=0"]
+    )
     truncated = os.path.join(paths["train"], "shard_00001.parquet")
     altered = os.path.join(paths["test_id"], "shard_00000.parquet")
     original = {f: open(f, "rb").read() for f in (truncated, altered)}
@@ -460,7 +472,11 @@ def test_damaged_shard_is_detected_on_read_and_repaired(root):
     with open(altered, "wb") as f:
         f.write(b"PAR1 not really")
     step = datasets.dataset_step(
-        resolve("tiny", ["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10"]), "test_id"
+        resolve(
+            "tiny",
+            ["data.train_shards=2", "data.problems_per_shard=30", "data.test_problems=10", "data.seen_problems=0"],
+        ),
+        "test_id",
     )
     datasets.run(step, force=True)
     assert open(altered, "rb").read() == original[altered]
@@ -827,6 +843,7 @@ def test_s3_credentials_never_leave_the_process(prefect_harness, s3_root, monkey
         "data.problems_per_shard=10",
         "--set",
         "data.test_problems=4",
+        "data.seen_problems=0",
         "--set",
         "data.processes=0",
     ]

@@ -17,6 +17,7 @@ TINY = [
     "data.train_shards=1",
     "data.problems_per_shard=30",
     "data.test_problems=4",
+    "data.seen_problems=0",
     "data.processes=0",
     "train.steps=4",
     "train.compile=off",

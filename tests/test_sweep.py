@@ -26,6 +26,7 @@ SMALL = [
     "data.train_shards=1",
     "data.problems_per_shard=30",
     "data.test_problems=4",
+    "data.seen_problems=0",
     "data.processes=0",
     "train.steps=2",
     "train.compile=off",

@@ -12,7 +12,13 @@ from physlm.sql.warehouse import QueryError, query
 from physlm.stages.generate import plan as generate_steps
 from physlm.stages.generate import run as run_generate
 
-SMALL = ["data.train_shards=2", "data.problems_per_shard=10", "data.test_problems=5", "data.ood_ops=5"]
+SMALL = [
+    "data.train_shards=2",
+    "data.problems_per_shard=10",
+    "data.test_problems=5",
+    "data.seen_problems=0",
+    "data.ood_ops=5",
+]
 COUNTS = "select family, split, count(*) as n from problems group by all order by all"
 
 
