@@ -123,8 +123,9 @@ _TINY_MODEL = ModelConfig.from_name("GPT2-2-2", n_ctx=256, canon="ABCD")
 # Canon's elementwise work fused, 30 s of compilation) fit the 15-minute run (measured 14 min 38 s).
 # letter_targets="expected" (the solution's fresh letters trained on their expected loss): op 2 / op 3 60 % / 16 %
 # against 40 % / 7 % (harness, 2 seeds x 100 problems per op); the model no longer reuses a letter. The run takes
-# 12 min 24 s. 4,000 steps (harness op 1 / 2 / 3: 92 / 54 / 18 %, within noise of 3,500's) took 15 min 12 s once on
-# a noisy machine; 3,800 steps scored op 3 3 % in its one run: one run's 33 op-3 problems decide nothing.
+# 11 min 47 s (96 names; 12 min 24 s with all 1,600). 4,000 steps (harness op 1 / 2 / 3: 92 / 54 / 18 %, within
+# noise of 3,500's) took 15 min 12 s once on a noisy machine; 3,800 steps scored op 3 3 % in its one run: one
+# run's 33 op-3 problems decide nothing.
 # Not bf16 (train.dtype=bf16: a step 1.22x faster, 4,500 steps in the time of 3,500): within noise of fp32 in the
 # harness (2 seeds: op 1 / 2 / 3 92.5 / 59.5 / 15 % against 87.5 / 60.5 / 15.5 %), and its fresh run took 12 min
 # 59 s for test_seen op 1 / 2 / 3 79.6 / 60.0 / 9.1 % (this preset's: 12 min 24 s, 86.7 / 54.5 / 12.1 %).

@@ -80,6 +80,7 @@ def test_cli_evaluate_model_needs_generated_test_sets_then_runs(external, tmp_pa
     sets = [
         "--set",
         "data.test_problems=2",
+        "--set",
         "data.seen_problems=0",
         "--set",
         "data.train_shards=1",

@@ -843,6 +843,7 @@ def test_s3_credentials_never_leave_the_process(prefect_harness, s3_root, monkey
         "data.problems_per_shard=10",
         "--set",
         "data.test_problems=4",
+        "--set",
         "data.seen_problems=0",
         "--set",
         "data.processes=0",
