@@ -102,7 +102,8 @@ SIZE2 = ("GPT2-4-30", "GPT2-8-21", "GPT2-12-17", "GPT2-16-15", "GPT2-20-13")
 # 200 problems op 3 had 33 of them (a Wilson interval 5-27 % around 12 %); 800 more cost ~15 s of evaluation.
 # 96 item names (one subcategory of 6 items per category) instead of 1,600, so that each name is seen ~17x as
 # often: harness, 2 seeds x 100 problems per op, fully correct op 1 / 2 / 3 86 / 55.5 / 23 % against 84 / 53 /
-# 14.3 % with every name (3 seeds); the structure, dependency graphs and ops are the family's own.
+# 14.3 % with every name (3 seeds); two fresh runs each, on 1,000-problem test_seen sets, were a wash (op 1 / 2 / 3
+# 81.6 / 54.2 / 16.8 % against 87.0 / 51.4 / 19.4 %). The structure, dependency graphs and ops are the family's own.
 _TINY_FAMILY = dataclasses.replace(TINY, subcategories=1, items=6)
 _TINY_DATA = DataConfig(
     family=_TINY_FAMILY,
