@@ -61,12 +61,6 @@ def shifted_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.pad(ids[:, 1:].masked_fill(~mask[:, 1:], -100), (0, 1), value=-100)
 
 
-def masked_loss_sum(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of next-token cross-entropies over target tokens: logits (B, T, V), ids/mask (B, T)."""
-    targets = shifted_targets(ids, mask)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
-
-
 class NextTokenLoss(torch.nn.Module):
     """``forward(ids, mask)`` -> the sum of next-token cross-entropies over the target tokens of ``model``.
 
