@@ -1,5 +1,5 @@
-"""Shared fixtures: a fresh local root per test, a moto S3 server for the session, and a fresh `s3://` root
-per test."""
+"""Shared fixtures: a fresh local root per test, the word-level tokenizer, a moto S3 server for the session, and
+a fresh `s3://` root per test."""
 
 import os
 import shutil
@@ -20,6 +20,14 @@ def root(tmp_path, monkeypatch):
 
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "root"))
     return storage.root()
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """The word-level tokenizer (item names as whole tokens), built once: no test changes it."""
+    from physlm.model.tokenizer import build_wordlevel
+
+    return build_wordlevel()
 
 
 def free_port() -> int:

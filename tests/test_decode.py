@@ -11,16 +11,10 @@ from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
 from physlm.model import decode
 from physlm.model.gpt import build
-from physlm.model.tokenizer import build_wordlevel
 from physlm.stages.evaluate import EvalOptions, PhyslmCodec, evaluate_rows, write_results
 from physlm.store import storage
 
 TINY = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_wordlevel()
 
 
 @pytest.fixture(scope="module")

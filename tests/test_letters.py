@@ -6,7 +6,6 @@ import torch
 from physlm.config import ConfigError, ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.graph import LETTERS
-from physlm.model import tokenizer as T
 from physlm.model.data import OnlineProblems
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
@@ -17,11 +16,6 @@ SOLUTION = (
     " Define Red Room's Backpack as p; so p = 3. Define Red Room's Overlander as I; so I = p = 3."
     " Define Willow Room's Backpack as q; R = p + I = 3 + 3 = 6; so q = R = 6."
 )
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return T.build_wordlevel()
 
 
 def _defined(letters: FreshLetters, unused_row) -> list[str]:

@@ -19,7 +19,6 @@ from physlm.igsm.generate import generate
 from physlm.model import activations as act
 from physlm.model import probe as P
 from physlm.model.gpt import build
-from physlm.model.tokenizer import build_wordlevel
 
 TINY = Family("tiny", max_op=4, max_edge=6)
 END_ID = 6  # [END] in the word-level vocabulary (asserted below)
@@ -34,11 +33,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_wordlevel()
 
 
 @pytest.fixture(scope="module")

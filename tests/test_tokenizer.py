@@ -25,11 +25,6 @@ CONFIGS = [
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return T.build_wordlevel()
-
-
-@pytest.fixture(scope="module")
 def problems():
     return [generate(cfg, seed) for cfg in CONFIGS for seed in range(25)]
 

@@ -15,7 +15,6 @@ from physlm.config import ConfigError as TrainConfigError
 from physlm.config import ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
-from physlm.model import tokenizer as T
 from physlm.model.data import DataError, OnlineProblems, PackedShards, online, pack
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
@@ -27,11 +26,6 @@ from physlm.store.shards import generate_shard, write_shard
 
 GEN = GenConfig(family=Family("tiny", max_op=4, max_edge=6))
 N_CTX = 256
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return T.build_wordlevel()
 
 
 @pytest.fixture(scope="module")

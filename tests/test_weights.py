@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from physlm.config import ConfigError, ModelConfig, TrainConfig
-from physlm.model import tokenizer as T
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
 from physlm.model.train import NextTokenLoss
@@ -16,11 +15,6 @@ SOLUTION = (
     " Define Red Room's Backpack as p; so p = 3. Define Red Room's Overlander as I; so I = 4 * p = 4 * 3 = 12."
     " Define Willow Room's Backpack as q; R = p + I = 3 + 12 = 15; so q = 20 - R = 20 - 15 = 5."
 )
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return T.build_wordlevel()
 
 
 def _marked(tok, ids, marks) -> list[str]:
