@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 
-from physlm.config import ConfigError
 from physlm.igsm.graph import LETTERS
 
 
@@ -32,10 +31,7 @@ class FreshLetters:
 
     def __init__(self, tok):
         def one(text: str) -> int:
-            ids = tok.encode(text)
-            if len(ids) != 1:
-                raise ConfigError(f"train.letter_targets: the tokenizer splits {text!r} into {len(ids)} tokens")
-            return ids[0]
+            return tok.one_id(text, "train.letter_targets")
 
         self.letter_ids = torch.tensor([one(" " + c) for c in LETTERS])  # (L,)
         self.lut = torch.full((tok.vocab_size,), -1, dtype=torch.long)  # token id -> letter index, or -1

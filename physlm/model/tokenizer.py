@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from tokenizers import Regex, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
+from physlm.config import ConfigError
 from physlm.igsm import vocab as igsm_vocab
 from physlm.igsm.graph import LETTERS, MOD
 from physlm.store import storage
@@ -101,6 +102,14 @@ class Tokenizer:
         if self._fast is not None and self._fast.handles(text):
             return self._fast.encode(text)
         return self.tok.encode(text, add_special_tokens=False).ids
+
+    def one_id(self, text: str, option: str) -> int:
+        """The id of ``text``, which must be one token here; else a ConfigError naming ``option``, the setting
+        that needs it."""
+        ids = self.encode(text)
+        if len(ids) != 1:
+            raise ConfigError(f"{option}: the tokenizer splits {text!r} into {len(ids)} tokens")
+        return ids[0]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         if self._fast is not None and all(map(self._fast.handles, texts)):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 
-from physlm.config import ConfigError
 from physlm.igsm.graph import MOD
 
 
@@ -30,10 +29,7 @@ class PositionWeights:
 
     def __init__(self, tok, arith: float = 1.0, plan: float = 1.0):
         def one(text: str) -> int:
-            ids = tok.encode(text)
-            if len(ids) != 1:
-                raise ConfigError(f"train.arith_weight/plan_weight: the tokenizer splits {text!r} into {len(ids)}")
-            return ids[0]
+            return tok.one_id(text, "train.arith_weight/plan_weight")
 
         self.numbers = torch.tensor([one(f" {k}") for k in range(MOD)])
         self.ops = torch.tensor([one(f" {c}") for c in "+-*"])
