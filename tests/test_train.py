@@ -85,6 +85,21 @@ def test_packed_deterministic_rank_split_and_resume(source):
     assert torch.equal(torch.cat([r0.ids, r1.ids]), torch.cat([a[0].ids, a[1].ids]))  # global batch, split
 
 
+def test_online_batch_does_not_depend_on_the_generation_chunk(tok):
+    """The problems per tokenizer call (a speed knob) leave every batch as it was: the same ids, targets,
+    problem and dropped counts, with chunks of 1, 4 and 16."""
+    kw = dict(n_ctx=N_CTX, batch_size=3, loss_on="solution", seed=5, rank=0, world=1)
+    made = []
+    for chunk in (1, 4, 16):
+        src = OnlineProblems(GEN, tok)
+        src.chunk = chunk
+        made.append([src.make(step, **kw) for step in (0, 7)])
+    for other in made[1:]:
+        for a, b in zip(made[0], other):
+            assert torch.equal(a.ids, b.ids) and torch.equal(a.mask, b.mask)
+            assert (a.problems, a.dropped, a.position) == (b.problems, b.dropped, b.position)
+
+
 def test_online_deterministic_and_resumable(tok):
     src = OnlineProblems(GEN, tok)
     kw = dict(n_ctx=N_CTX, batch_size=2, loss_on="solution", seed=1)

@@ -267,19 +267,49 @@ class _FastWordLevel:
         return not any(sp in text for sp in self.specials)
 
     def encode(self, text: str) -> list[int]:
-        out, pos, n = [], 0, len(text)
-        match, vocab, unk, by_first = _WORD_PIECE.match, self.vocab, self.unk, self.by_first
-        while pos < n:
-            piece = match(text, pos).group()  # every character starts some alternative
-            start = pos + 1 if piece[0] == " " else pos
-            for name in by_first.get(piece[start - pos :], ()):
-                end = start + len(name)
-                if text.startswith(name, start) and (end == n or not text[end].isascii() or not text[end].isalnum()):
-                    piece = text[pos:end]
-                    break
+        """All generic pieces in one ``findall``, then each that starts a name merged with the pieces the name
+        covers (2x the regex match per piece); a name ending inside a piece (never in our vocabularies) sends
+        the text to :meth:`_encode_stepwise`."""
+        pieces = _WORD_PIECE.findall(text)
+        out, pos, i, n = [], 0, 0, len(pieces)
+        vocab, unk, by_first = self.vocab, self.unk, self.by_first
+        while i < n:
+            piece = pieces[i]
+            i += 1
+            if (piece[1:] if piece[0] == " " else piece) in by_first and (
+                name := self._name_at(text, pos, piece)
+            ) != piece:
+                covered = len(piece)
+                while covered < len(name) and i < n:
+                    covered += len(pieces[i])
+                    i += 1
+                if covered != len(name):
+                    return self._encode_stepwise(text)
+                piece = name
             out.append(vocab.get(piece, unk))
             pos += len(piece)
         return out
+
+    def _encode_stepwise(self, text: str) -> list[int]:
+        """The same ids, one regex match per piece."""
+        out, pos, n = [], 0, len(text)
+        while pos < n:
+            piece = self._name_at(text, pos, _WORD_PIECE.match(text, pos).group())  # every character starts one
+            out.append(self.vocab.get(piece, self.unk))
+            pos += len(piece)
+        return out
+
+    def _name_at(self, text: str, pos: int, piece: str) -> str:
+        """The longest item name that ``piece`` (at ``pos``) starts, ending at a word boundary, with the piece's
+        leading space; else ``piece`` itself."""
+        start = pos + 1 if piece[0] == " " else pos
+        for name in self.by_first.get(piece[start - pos :], ()):
+            end = start + len(name)
+            if text.startswith(name, start) and (
+                end == len(text) or not text[end].isascii() or not text[end].isalnum()
+            ):
+                return text[pos:end]
+        return piece
 
 
 def build_wordlevel(names: str = "whole") -> Tokenizer:
