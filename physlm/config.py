@@ -96,11 +96,14 @@ class DataConfig:
     retry_weak: bool = field(default=False, metadata=HASH_IF_SET)
     """With retry data: the wrong step is a future necessary one (Part 2.2's "weak" variant)."""
     seen_problems: int = field(default=0, metadata=HASH_IF_SET)
-    """Problems in "test_seen" (0: ``test_problems``): more where its accuracy by op is the figure that matters."""
+    """Problems in "test_seen" and "test_reask_seen" (0: ``test_problems``): more where their figures matter."""
     test_seen: bool = False
     """Also make "test_seen": fresh problems (their own seeds) of the training templates (hash < train_bins)
     and op law, in distribution in every respect. For families too small for the template split to be
-    typical: in `tiny` every op-1 test template is a childless "= 0" query that training never shows."""
+    typical: in `tiny` every op-1 test template is a childless "= 0" query that training never shows. With
+    it, "test_reask_seen": re-asked problems (spec A.11) of the training templates, the statement of an op =
+    max_op problem (the largest op trained on): what E7 needs of a model that does not reach the test
+    templates (correct re-ask solutions with unnecessary steps)."""
     online: bool = False
     """Train on fresh problems generated on the fly from the train dataset's config (as the paper did)
     instead of its shards (the shards are still written: they are the training distribution on record)."""
@@ -166,6 +169,8 @@ class DataConfig:
             out[tables.test_op(k)] = (base.with_(split="test", op=k), self.test_problems)
         # Re-ask keeps the statement of an op=K problem; K = the largest OOD op (max_op without OOD ops).
         out[tables.TEST_REASK] = (base.with_(split="test", op=max(ood, default=top), reask=True), self.test_problems)
+        if self.test_seen:
+            out[tables.TEST_REASK_SEEN] = (base.with_(op=top, reask=True), self.seen_problems or self.test_problems)
         return out
 
 

@@ -13,8 +13,9 @@ column. A leaf module (pyarrow only): importing it pulls in no torch, so ``physl
 | SWEEP | sweep | ``sweep/{hash}/sweep.parquet`` |
 
 Test sets (spec C.3) are named ``test_id`` (unseen templates, the training op law), ``test_seen`` (fresh
-problems of the training templates), ``test_op{k}`` (a forced op: max_op, then each OOD op) and
-``test_reask``; :func:`test_set_order` is their order in every table and plot.
+problems of the training templates), ``test_op{k}`` (a forced op: max_op, then each OOD op),
+``test_reask`` and ``test_reask_seen`` (re-asked problems of the training templates);
+:func:`test_set_order` is their order in every table and plot.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = [
     "TEST_ID",
     "TEST_SEEN",
     "TEST_REASK",
+    "TEST_REASK_SEEN",
+    "REASK_SETS",
     "test_op",
     "op_of",
     "test_set_order",
@@ -47,6 +50,8 @@ __all__ = [
 # Test sets
 
 TRAIN, TEST_ID, TEST_SEEN, TEST_REASK = "train", "test_id", "test_seen", "test_reask"
+TEST_REASK_SEEN = "test_reask_seen"
+REASK_SETS = (TEST_REASK, TEST_REASK_SEEN)
 _TEST_OP = re.compile(r"test_op(\d+)")
 
 
@@ -67,9 +72,10 @@ def in_distribution(test_set: str) -> bool:
 
 
 def test_set_order(name: str) -> tuple:
-    """Spec C.3 column order: in distribution (test_id, test_seen), then by op, then re-ask."""
-    if name == TEST_REASK:
-        return (2, 0, name)
+    """Spec C.3 column order: in distribution (test_id, test_seen), then by op, then re-ask (test_reask,
+    test_reask_seen)."""
+    if name in REASK_SETS:
+        return (2, REASK_SETS.index(name), name)
     k = op_of(name)
     return (1, k, name) if k is not None else (0, 0, name)
 

@@ -41,9 +41,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(prefect_harness, root):
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
     out = _cli("train", "--preset", "tiny", *[x for kv in SMALL for x in ("--set", kv)], "--dry-run", env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    for stage, step in plan.steps(resolve("tiny", SMALL), "train"):
+    steps = plan.steps(resolve("tiny", SMALL), "train")
+    for stage, step in steps:
         assert f"{stage}" in out.stdout and step.id in out.stdout
-    assert out.stdout.count("will-run") == 8 and not os.path.exists(root)
+    assert out.stdout.count("will-run") == len(steps) == 9 and not os.path.exists(root)  # 8 datasets, train
     sweep = _cli("sweep", "--preset", "grid-tiny", "--set", "train.steps=2", "--dry-run", env=env)
     assert sweep.returncode == 0 and "sweep plan for preset grid-tiny: 4 shapes x 2 seeds = 8 cells" in sweep.stdout
     assert "fan-out off (auto): cells run in this flow run" in sweep.stdout  # no `cell` deployment on this server

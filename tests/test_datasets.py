@@ -35,7 +35,16 @@ def shard_hashes(paths: dict) -> dict:
 
 def test_generate_writes_every_dataset_and_second_run_is_cached(root):
     paths = generate_all(SMALL)
-    assert list(paths) == ["train", "test_id", "test_seen", "test_op4", "test_op5", "test_op6", "test_reask"]
+    assert list(paths) == [
+        "train",
+        "test_id",
+        "test_seen",
+        "test_op4",
+        "test_op5",
+        "test_op6",
+        "test_reask",
+        "test_reask_seen",
+    ]
     info = read_info(paths["train"])
     assert info["rows"] == {"shard_00000.parquet": 20, "shard_00001.parquet": 20} and info["rows_total"] == 40
     assert info["config"]["dataset"] == "train" and verify(paths["train"]) == []

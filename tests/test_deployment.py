@@ -106,7 +106,7 @@ def test_generate_deployment_runs_on_a_worker(tmp_path):
         assert "Completed" in out, out[-3000:]
 
         done = sorted(p.name for p in (root / "generate").iterdir() if (p / "_SUCCESS").exists())
-        assert len(done) == 7, done  # train, test_id, test_seen, op4-6, reask
+        assert len(done) == 8, done  # train, test_id, test_seen, op4-6, reask, reask_seen
     except BaseException:
         for name in ("server.log", "worker.log"):
             path = logs / name

@@ -41,7 +41,7 @@ def test_generate_flow_twice_second_all_cached(prefect_harness, root):
     paths = first.result()
     runs = task_runs(first)
     assert runs["generate-train-00001"] == "Completed" and runs["generate-train"] == "Completed"
-    assert len(runs) == 2 + 6 + 7  # shards of train + one shard per test set + one step task per dataset
+    assert len(runs) == 2 + 7 + 8  # shards of train + one shard per test set + one step task per dataset
     before = mtimes(root)
 
     second = generate(preset="tiny", overrides=SMALL, return_state=True)
@@ -57,7 +57,7 @@ def test_dry_run_lists_steps_and_writes_nothing(prefect_harness, root):
     state = generate(preset="tiny", overrides=SMALL, dry_run=True, return_state=True)
     assert state.result() == {} and task_runs(state) == {} and not os.path.exists(root)
     rows = plan.rows(plan.steps(resolve("tiny", SMALL), "generate"))
-    assert [r["status"] for r in rows] == ["will-run"] * 7
+    assert [r["status"] for r in rows] == ["will-run"] * 8
 
 
 def test_force_regenerates(prefect_harness, root):
@@ -81,7 +81,7 @@ def test_reproduce_is_one_flow_run_with_one_task_per_step_then_all_cached(prefec
     runs = task_runs(state)
     step_tasks = {name: n for name, n in runs.items() if not name.split("-")[-1].isdigit()}  # shards apart
     expected = [f"generate-{s.config.dataset}" if stage == "generate" else stage for stage, s in steps]
-    assert sorted(step_tasks) == sorted(expected + ["report"]) and len(runs) == len(expected) + 1 + 2 + 6
+    assert sorted(step_tasks) == sorted(expected + ["report"]) and len(runs) == len(expected) + 1 + 2 + 7
     page = open(os.path.join(root, "report", "index.html")).read()  # the report is the last stage
     assert "physlm report" in page and page.count("<section") >= 9
     from physlm.store.steps import read_info
@@ -95,7 +95,7 @@ def test_reproduce_is_one_flow_run_with_one_task_per_step_then_all_cached(prefec
 
 def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):
     paths = generate(preset="tiny", overrides=SMALL)
-    assert len(paths) == 7 and all(p.startswith(s3_root) for p in paths.values())
+    assert len(paths) == 8 and all(p.startswith(s3_root) for p in paths.values())
     out = subprocess.run(
         [
             sys.executable,
@@ -112,7 +112,7 @@ def test_generate_flow_on_s3_then_sql(prefect_harness, s3_root):
         env={**os.environ},
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",50']  # train + test_seen
+    assert out.stdout.splitlines()[1:] == ['"tiny","test",50', '"tiny","train",60']  # train, test_seen, test_reask_seen
 
 
 def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
@@ -127,7 +127,7 @@ def test_cli_runs_the_flow_and_rejects_bad_input(prefect_harness, root):
     sets = [x for kv in SMALL for x in ("--set", kv)]
     out = cli("generate", "--preset", "tiny", *sets)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(storage.listdir(os.path.join(root, "generate"))) == 7
+    assert len(storage.listdir(os.path.join(root, "generate"))) == 8
     out = cli("run", *sets, "--dry-run")
     p = resolve("tiny", SMALL)
     assert out.returncode == 0 and all(step.id in out.stdout + out.stderr for _, step in plan.steps(p))

@@ -39,7 +39,16 @@ def test_paper_test_sets_follow_spec_c3():
 def test_tiny_is_small():
     d = resolve("tiny").data
     assert d.family.max_op == 4 and d.family.max_edge == 6 and d.test_problems <= 500
-    assert list(d.datasets()) == ["train", "test_id", "test_seen", "test_op4", "test_op5", "test_op6", "test_reask"]
+    assert list(d.datasets()) == [
+        "train",
+        "test_id",
+        "test_seen",
+        "test_op4",
+        "test_op5",
+        "test_op6",
+        "test_reask",
+        "test_reask_seen",
+    ]
     assert d.datasets()["test_seen"][0] == d.datasets()["train"][0]  # same config, own seeds
 
 
@@ -60,9 +69,14 @@ def test_overrides_apply_and_parse_types():
     assert p.name == "tiny"
     # A family by name, then edited; custom families have no OOD test sets unless given.
     p = resolve("tiny", ["data.family=med", "data.ood_ops=[20,21]"])
-    assert p.data.family == MED and list(p.data.datasets())[-3:] == ["test_op20", "test_op21", "test_reask"]
+    assert p.data.family == MED and list(p.data.datasets())[-4:] == [
+        "test_op20",
+        "test_op21",
+        "test_reask",
+        "test_reask_seen",
+    ]
     p = resolve("tiny", ["data.family.max_op=3", "data.ood_ops=none"])
-    assert list(p.data.datasets()) == ["train", "test_id", "test_seen", "test_op3", "test_reask"]
+    assert list(p.data.datasets()) == ["train", "test_id", "test_seen", "test_op3", "test_reask", "test_reask_seen"]
     assert p.data.datasets()["test_reask"][0].op == 3
     assert resolve("tiny") == PRESETS["tiny"]  # overrides never mutate the registry
 

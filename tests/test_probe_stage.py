@@ -80,24 +80,46 @@ def plant_wrong_generation(p) -> tuple[str, int]:
     row = rows[gens[i]["problem_id"]]
     bad = wrong_at_sentence_1(row["solution"])
     s = score(graph_of(row), bad, " 3", True)
-    gens[i].update(
-        output=bad + "<|answer|> 3<|endoftext|>",
-        **{
-            k: s[k]
-            for k in (
-                "correct",
-                "answer_correct",
-                "n_unnecessary",
-                "unnecessary",
-                "first_wrong_param",
-                "error",
-                "errors",
-            )
-        },
-    )
+    gens[i].update(output=bad + "<|answer|> 3<|endoftext|>", **{k: s[k] for k in SCORED})
     assert not gens[i]["correct"] and gens[i]["first_wrong_param"] == graph_of(row).name(row["order"][1])
     storage.write_parquet(pa.Table.from_pylist(gens, schema=GENERATIONS), storage.join(epath, "generations.parquet"))
     return row["id"], row["order"][1]
+
+
+def plant_unnecessary_generation(p) -> str:
+    """Rewrite one greedy test_reask_seen generation as the gold solution with an unnecessary first step (a
+    leaf outside the query's ancestors), fully correct: a solution E7 reads (the tiny test model writes
+    none); returns the problem id."""
+    import random
+
+    import pyarrow as pa
+
+    from physlm.igsm.solution import render
+    from physlm.model.scoring import score
+    from physlm.tables import GENERATIONS
+
+    epath = evaluate.evaluate_step(p).path()
+    gens = storage.read_parquet(storage.join(epath, "generations.parquet")).to_pylist()
+    rows = {r["id"]: r for r in read_shards(datasets.dataset_step(p, "test_reask_seen").path()).to_pylist()}
+    for gen in gens:
+        if gen["test_set"] != "test_reask_seen" or gen["decoding"] != "greedy":
+            continue
+        g = graph_of(rows[gen["problem_id"]])
+        need = g.ancestors(g.query) | {g.query}
+        leaves = [u for u in range(g.n) if u not in need and not g.preds[u]]
+        if leaves:
+            break
+    else:
+        raise AssertionError("no re-ask problem with an unnecessary leaf")
+    solution = render(g, random.Random(0), [leaves[0], *g.order])
+    s = score(graph_of(rows[gen["problem_id"]]), solution, f" {g.value[g.query]}", True)
+    assert s["correct"] and s["n_unnecessary"] == 1
+    gen.update(output=f"{solution}<|answer|> {g.value[g.query]}<|endoftext|>", **{k: s[k] for k in SCORED})
+    storage.write_parquet(pa.Table.from_pylist(gens, schema=GENERATIONS), storage.join(epath, "generations.parquet"))
+    return gen["problem_id"]
+
+
+SCORED = ("correct", "answer_correct", "n_unnecessary", "unnecessary", "first_wrong_param", "error", "errors")
 
 
 def test_probe_stage_end_to_end(root):
@@ -107,6 +129,7 @@ def test_probe_stage_end_to_end(root):
     tpath = train.run(train.train_step(p))
     evaluate.run(evaluate.evaluate_step(p))
     planted, planted_a = plant_wrong_generation(p)
+    planted_e7 = plant_unnecessary_generation(p)
     before = weights(tpath)
     assert before
 
@@ -129,13 +152,25 @@ def test_probe_stage_end_to_end(root):
     info = step.read_info()
     assert info["config"]["random_init_seed"] == p.probe.random_init_seed
 
-    # E7: every G_d parameter of each re-ask problem with a greedy generation
+    # E7: every G_d parameter of each re-ask problem whose greedy generation is correct with unnecessary steps
     gens = storage.read_parquet(storage.join(evaluate.evaluate_step(p).path(), "generations.parquet")).to_pylist()
-    reask = {r["id"]: r for r in read_shards(datasets.dataset_step(p, "test_reask").path()).to_pylist()}
-    ids = {g["problem_id"] for g in gens if g["test_set"] == "test_reask" and g["decoding"] == "greedy"}
+    reask = {
+        r["id"]: r
+        for name in ("test_reask", "test_reask_seen")
+        for r in read_shards(datasets.dataset_step(p, name).path()).to_pylist()
+    }
+    ids = {
+        g["problem_id"]
+        for g in gens
+        if "reask" in g["test_set"] and g["decoding"] == "greedy" and g["correct"] and g["n_unnecessary"]
+    }
     e7 = [r for r in preds if r["source"] == "reask_all_params"]
-    assert ids and len(e7) == sum(graph_of(reask[i]).n for i in ids)
+    assert planted_e7 in ids and len(e7) == sum(graph_of(reask[i]).n for i in ids)
+    assert {r["problem_id"] for r in e7} == ids
     assert all(r["task"] == "nece" and r["baseline"] == "vprobe" and r["layer"] == -1 for r in e7)
+    unnecessary = next(g["unnecessary"] for g in gens if g["problem_id"] == planted_e7)
+    mine = {r["param_a"]: r["label"] for r in e7 if r["problem_id"] == planted_e7}
+    assert [mine[a] for a in unnecessary] == [0]  # the unnecessary leaf is probed, labelled not necessary
     # E8: rows exactly when a wrong greedy generation names a first wrong parameter
     e8 = [r for r in preds if r["source"] == "first_wrong"]
     wrong = [

@@ -33,8 +33,8 @@ def test_empty_root_has_an_empty_problems_view(root):
 def test_problems_view_local(root):
     paths = generate()
     rows = query(COUNTS).to_pylist()
-    # train (20) and test_seen (5) rows are split=train; the other test sets (4 x 5) are split=test
-    assert rows == [{"family": "tiny", "split": "test", "n": 20}, {"family": "tiny", "split": "train", "n": 25}]
+    # train (20), test_seen and test_reask_seen (5 each) are split=train; the other test sets (4 x 5) split=test
+    assert rows == [{"family": "tiny", "split": "test", "n": 20}, {"family": "tiny", "split": "train", "n": 30}]
     steps = query("select dataset, step, count(*) as n from problems group by all").to_pylist()
     assert {r["step"] for r in steps} == {p.rsplit("/", 1)[1] for p in paths}
     assert {r["dataset"]: r["n"] for r in steps}["test_op5"] == 5
@@ -45,7 +45,7 @@ def test_unfinished_steps_are_invisible(root):
     torn = os.path.join(root, "generate", "00000000")
     shutil.copytree(paths[0], torn)
     os.remove(os.path.join(torn, "_SUCCESS"))
-    assert sum(r["n"] for r in query(COUNTS).to_pylist()) == 45
+    assert sum(r["n"] for r in query(COUNTS).to_pylist()) == 50
 
 
 def test_problems_view_on_s3_via_cli(s3_root):
@@ -58,7 +58,7 @@ def test_problems_view_on_s3_via_cli(s3_root):
         env={**os.environ},
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ['"family","split","n"', '"tiny","test",20', '"tiny","train",25']
+    assert out.stdout.splitlines() == ['"family","split","n"', '"tiny","test",20', '"tiny","train",30']
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_cli_sql_formats_and_errors(root):
     out = run("select dataset, count(*) as n from problems group by all order by 1", "--format", "json")
     assert out.returncode == 0 and out.stdout.splitlines()[0] == '{"dataset": "test_id", "n": 5}'
     out = run("select count(*) as n from problems")
-    assert out.returncode == 0 and "45" in out.stdout
+    assert out.returncode == 0 and "50" in out.stdout
     bad = run("copy (select 1) to 'x.csv'")
     assert (
         bad.returncode == 2 and bad.stderr.startswith("physlm: error: only read-only") and "Traceback" not in bad.stderr

@@ -2,8 +2,9 @@
 
 probe ``{root}/probe/{hash}/`` — config: ``ProbeConfig``; inputs: the train step, the "train" and "test_id"
 generate steps (probe training problems: the first ``train_problems`` of "train", template hash < 17; test:
-the first ``test_problems`` of "test_id", hash >= 17), the "test_reask" generate step and the evaluate step
-(its greedy generations drive the error analysis). The model's weights are never written
+the first ``test_problems`` of "test_id", hash >= 17), the re-ask generate steps ("test_reask", and
+"test_reask_seen" where the preset makes it) and the evaluate step (its greedy generations drive the error
+analysis). The model's weights are never written
 (``checkpoint.load_model`` + frozen ``VProbe``; the maths is physlm/model/probe.py). Writes
 ``probe_predictions.parquet`` and ``probe_metrics.parquet`` (physlm.tables) and ``probe_metrics.md``.
 Prediction rows by ``source``:
@@ -12,8 +13,9 @@ Prediction rows by ``source``:
   plus the nece V-probe at each extra ``layers`` site; the metrics rows are these only. The random-init
   model is ``probe.random_init_like(model, random_init_seed)`` (the seed is in step.json's config).
 * ``reask_all_params`` (E7, :func:`e7_rows`): the trained nece V-probe (layer -1) on EVERY parameter of G_d
-  of each "test_reask" problem that has a greedy generation; label = the true nece(A). Join
-  ``unnest(generations.unnecessary)`` with ``param_a`` on ``(checkpoint_id, problem_id)``.
+  of each re-ask problem whose greedy generation E7 reads (fully correct, with unnecessary steps); label =
+  the true nece(A). Join ``unnest(generations.unnecessary)`` with ``param_a`` on ``(checkpoint_id,
+  problem_id)``.
 * ``first_wrong`` (E8, :func:`e8_rows`): for each wrong greedy generation of "test_id" and "test_reask" whose
   ``first_wrong_param`` A is a parameter of G_d, the trained can_next / nece_next V-probes (those in
   ``tasks``) at the model's OWN prefix just before A's sentence (``probe.make_example(solution_prefix=...)``;
@@ -36,7 +38,7 @@ from physlm.presets import Preset
 from physlm.stages import evaluate, generate, train
 from physlm.store import storage
 from physlm.store.steps import Step, require_done, run_step
-from physlm.tables import PROBE_METRICS, PROBE_PREDICTIONS, TEST_ID, TEST_REASK, TRAIN, table
+from physlm.tables import PROBE_METRICS, PROBE_PREDICTIONS, REASK_SETS, TEST_ID, TEST_REASK, TRAIN, table
 
 NAME = "probe"
 GPU = True
@@ -54,10 +56,15 @@ def probe_step(preset: Preset) -> Step:
         "train": train.train_step(preset).path(),
         "train_data": generate.dataset_step(preset, TRAIN).path(),
         "test_id": generate.dataset_step(preset, TEST_ID).path(),
-        "test_reask": generate.dataset_step(preset, TEST_REASK).path(),
+        **{name: generate.dataset_step(preset, name).path() for name in reask_sets(preset)},
         "evaluate": evaluate.evaluate_step(preset).path(),
     }
     return Step(NAME, preset.probe, inputs=inputs, version=VERSION)
+
+
+def reask_sets(preset: Preset) -> list[str]:
+    """The preset's re-ask test sets: "test_reask", and "test_reask_seen" with ``data.test_seen``."""
+    return [name for name in REASK_SETS if name in preset.data.datasets()]
 
 
 def describe(step: Step) -> str:
@@ -276,13 +283,15 @@ def greedy_generations(step: Step) -> list[dict]:
 
 
 def e7_rows(cfg: ProbeConfig, x: Inputs, probe, gens: list[dict], reask: dict[str, dict]) -> list[dict]:
-    """The trained nece probe on every parameter of each re-ask problem that has a greedy generation."""
+    """The trained nece probe on every parameter of each re-ask problem (``reask``: rows by id, of every re-ask
+    set) whose greedy generation is fully correct with unnecessary steps (the solutions E7 reads)."""
     from physlm.igsm.labels import distance_to_query
     from physlm.model import probe as P
 
     seen, examples = set(), []
     for gen in gens:
-        row = reask.get(gen["problem_id"]) if gen["test_set"] == TEST_REASK else None
+        e7 = gen["test_set"] in REASK_SETS and gen["correct"] and gen["n_unnecessary"] > 0
+        row = reask.get(gen["problem_id"]) if e7 else None
         if row is None or gen["problem_id"] in seen:
             continue
         seen.add(gen["problem_id"])
@@ -371,11 +380,12 @@ def run(step: Step, force: bool = False) -> str:
         x = load_inputs(step)
         preds, metrics, probes = fit(cfg, x)
         gens = greedy_generations(step)
-        problems = {
-            name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()} for name in (TEST_ID, TEST_REASK)
-        }
-        e7 = e7_rows(cfg, x, probes["nece"], gens, problems[TEST_REASK]) if "nece" in probes else []
-        e8 = e8_rows(cfg, x, {t: probes[t] for t in ("can_next", "nece_next") if t in probes}, gens, problems)
+        sets = [TEST_ID] + [name for name in REASK_SETS if name in step.inputs]
+        problems = {name: {r["id"]: r for r in read_shards(step.inputs[name]).to_pylist()} for name in sets}
+        reask = {i: r for name in sets[1:] for i, r in problems[name].items()}
+        e7 = e7_rows(cfg, x, probes["nece"], gens, reask) if "nece" in probes else []
+        e8_sets = {name: problems[name] for name in (TEST_ID, TEST_REASK)}  # E8 as the paper: unseen templates
+        e8 = e8_rows(cfg, x, {t: probes[t] for t in ("can_next", "nece_next") if t in probes}, gens, e8_sets)
         write(out, preds + e7 + e8, metrics)
         return {
             "checkpoint_id": x.cid,
