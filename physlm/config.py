@@ -156,13 +156,14 @@ class DataConfig:
         )
         law = base.with_(op_dist=self.op_dist)  # the op law: drawn-op sets only (a forced op ignores it)
         top, ood = self.family.max_op, self.ood_ops_resolved()
+        seen = self.seen_problems or self.test_problems  # the size of each seen set
         out = {
             tables.TRAIN: (
                 law.with_(retry_rate=self.retry_rate, retry_weak=self.retry_weak),
                 self.train_shards * self.problems_per_shard,
             ),
             tables.TEST_ID: (law.with_(split="test"), self.test_problems),
-            **({tables.TEST_SEEN: (law, self.seen_problems or self.test_problems)} if self.test_seen else {}),
+            **({tables.TEST_SEEN: (law, seen)} if self.test_seen else {}),
             tables.test_op(top): (base.with_(split="test", op=top), self.test_problems),
         }
         for k in ood:
@@ -170,7 +171,7 @@ class DataConfig:
         # Re-ask keeps the statement of an op=K problem; K = the largest OOD op (max_op without OOD ops).
         out[tables.TEST_REASK] = (base.with_(split="test", op=max(ood, default=top), reask=True), self.test_problems)
         if self.test_seen:
-            out[tables.TEST_REASK_SEEN] = (base.with_(op=top, reask=True), self.seen_problems or self.test_problems)
+            out[tables.TEST_REASK_SEEN] = (base.with_(op=top, reask=True), seen)
         return out
 
 
