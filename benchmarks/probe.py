@@ -70,12 +70,12 @@ def main() -> None:
     n = probe.processes(cfg, len(probe.jobs(cfg)))
     mcc = {}
     after = _groups(new)
-    for (task, base, layer), group in _groups(old).items():
+    for key, group in _groups(old).items():
         a, b = (
-            P.mcc([r["label"] for r in g], [r["prediction"] for r in g], P.n_classes(task))
-            for g in (group, after[(task, base, layer)])
+            P.mcc([r["label"] for r in g], [r["prediction"] for r in g], P.n_classes(key[1]))
+            for g in (group, after[key])
         )
-        mcc[(task, base, layer)] = (a, b)
+        mcc[key] = (a, b)
     diffs = [abs(a - b) for a, b in mcc.values() if a is not None and b is not None]
     print(f"probes: {len(probe.jobs(cfg))} x {cfg.steps} steps, batch {cfg.batch_size}; cores {os.cpu_count()}")
     print(f"before: in process, {torch.get_num_threads()} threads, whole batches: {t_old:6.1f} s")
@@ -86,7 +86,7 @@ def main() -> None:
 def _groups(rows: list[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in rows:
-        out.setdefault((r["task"], r["baseline"], r["layer"]), []).append(r)
+        out.setdefault((r["test_set"], r["task"], r["baseline"], r["layer"]), []).append(r)
     return out
 
 

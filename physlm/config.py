@@ -488,7 +488,7 @@ class ProbeConfig:
     train_problems: int = 1000
     """Probe training problems, the first of the "train" dataset (template hash < 17)."""
     test_problems: int = 200
-    """Probe test problems, the first of "test_id" (template hash >= 17)."""
+    """Probe test problems, the first of each test set in ``test_sets``."""
     samples_per_problem: int = 10
     """Up to this many (position, parameter) samples per problem and task (spec App. E)."""
     balanced: bool = False
@@ -499,6 +499,10 @@ class ProbeConfig:
     baselines: tuple[str, ...] = PROBE_BASELINES
     """Baselines besides the V-probe of the trained model: "random_init", "linear" (majority is always
     reported)."""
+    test_sets: tuple[str, ...] = field(default=(tables.TEST_ID,), metadata=HASH_IF_SET)
+    """Test sets every probe is scored on, each its own rows (``test_set``): "test_id" (the paper's unseen
+    templates, hash >= 17) and "test_seen" (fresh problems of the training templates, with ``data.test_seen``:
+    where a model that only solves its training templates can know what is probed)."""
     seed: int = 0
     """Seeds the probe samples, inits and batch order: runs are deterministic given it."""
     random_init_seed: int = 1
@@ -518,8 +522,15 @@ class ProbeConfig:
     def __post_init__(self):
         if self.compile not in ("auto", "off"):
             raise ConfigError(f"compile: must be 'auto' or 'off', got {self.compile!r}")
-        for name in ("tasks", "layers", "baselines"):
+        for name in ("tasks", "layers", "baselines", "test_sets"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        sets = (tables.TEST_ID, tables.TEST_SEEN)
+        if (
+            not self.test_sets
+            or any(t not in sets for t in self.test_sets)
+            or len(set(self.test_sets)) != len(self.test_sets)
+        ):
+            raise ConfigError(f"test_sets: distinct values among {sets}, got {self.test_sets}")
         bad = [t for t in self.tasks if t not in PROBE_TASKS]
         if bad or not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks: distinct values among {PROBE_TASKS}, got {self.tasks}")

@@ -158,6 +158,7 @@ probe on every parameter of re-ask problems (E7), the can_next/nece_next probes 
 PROBE_PREDICTIONS = pa.schema(
     [
         pa.field("checkpoint_id", pa.string(), nullable=False),
+        pa.field("test_set", pa.string(), nullable=False),  # the problem's: test_id | test_seen | a re-ask set
         pa.field("task", pa.string(), nullable=False),
         pa.field("layer", pa.int16(), nullable=False),  # -1 = final LN output
         pa.field("baseline", pa.string(), nullable=False),  # vprobe | random_init | linear
@@ -178,6 +179,7 @@ PROBE_PREDICTIONS = pa.schema(
 PROBE_METRICS = pa.schema(
     [
         pa.field("checkpoint_id", pa.string(), nullable=False),
+        pa.field("test_set", pa.string(), nullable=False),  # test_id | test_seen (ProbeConfig.test_sets)
         pa.field("task", pa.string(), nullable=False),
         pa.field("layer", pa.int16(), nullable=False),
         pa.field("baseline", pa.string(), nullable=False),

@@ -93,10 +93,14 @@ def test_unnecessary_counts_correct_solutions_only(root):
 
 
 def test_probe_tables_put_baselines_side_by_side(root):
-    acc = run_query("probe_accuracy").to_pylist()
+    acc = rows_of("probe_accuracy", test_set="test_id")
     assert [r["task"] for r in acc] == ["nece", "dep", "known", "value", "can_next", "nece_next"]
     assert all((r["vprobe"], r["random_init"], r["majority"], r["n"]) == (0.95, 0.6, 0.8, 100) for r in acc)
     assert all(r["linear"] is None for r in acc)  # no linear baseline in the fixture
+    (seen,) = rows_of("probe_accuracy", test_set="test_seen")  # each test set its own row
+    assert (seen["task"], seen["vprobe"], seen["random_init"], seen["n"]) == ("nece", 0.9, 0.7, 50)
+    assert (seen["vprobe_mcc"], seen["random_init_mcc"]) == (0.7, 0.1)
+    assert [r["test_set"] for r in run_query("probe_accuracy").to_pylist()] == ["test_id"] * 6 + ["test_seen"]
     unn = run_query("probe_unnecessary").to_pylist()
     assert sorted(r["task"] for r in unn) == ["can_next", "dep"] and all(r["n"] == 30 for r in unn)
     by_label = run_query("probe_by_label").to_pylist()
@@ -150,13 +154,26 @@ def test_depth_width_takes_the_best_of_seeds_and_decodings(root):
 def test_layer_distance_grid(root):
     rows = run_query("layer_distance").to_pylist()
     assert len(rows) == 5 * 8 and {r["t"] for r in rows} == set(range(1, 9))
+    assert {r["test_set"] for r in rows} == {"test_id"}  # written without test_set: the only set probes had
     assert [r["layer"] for r in rows[::8]] == [0, 1, 2, 3, -1]  # blocks in order, the final LN last
     grid = {(r["layer"], r["t"]): r["accuracy"] for r in rows}
     assert grid[(0, 1)] > grid[(0, 8)] and grid[(3, 8)] > grid[(0, 8)]
 
 
+def test_probe_views_read_steps_written_before_test_set(root):
+    from physlm.sql.warehouse import query
+
+    rows = query("select source, test_set, count(*) n from probe_predictions group by all order by all").to_pylist()
+    # the older step's rows (no source, no test_set) stay unknown; the newer step's rows keep their own
+    assert [(r["source"], r["test_set"]) for r in rows] == [
+        ("first_wrong", "test_id"),
+        ("probe_test", "test_id"),
+        (None, None),
+    ]
+
+
 def test_the_unfinished_probe_step_is_invisible(root):
-    assert {r["n"] for r in run_query("probe_accuracy").to_pylist()} == {100}  # not 200
+    assert {r["n"] for r in rows_of("probe_accuracy", test_set="test_id")} == {100}  # not 200
 
 
 # ---------------------------------------------------------------------------------------------------------

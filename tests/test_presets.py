@@ -100,6 +100,8 @@ def test_overrides_apply_and_parse_types():
         ("tiny", ["data.ood_ops=60"], "data.ood_ops: 60 is out of reach of family 'tiny' (max_edge=6: op <= 52)"),
         ("tiny", ["data.bias=both"], "data.bias: must be 'code' or 'paper'"),  # GenConfig's own check, propagated
         ("tiny", ["grid=GPT2-x"], "grid: model shape 'GPT2-x' is not of the form GPT2-<layers>-<heads>"),
+        ("tiny", ["data.test_seen=false"], "probe.test_sets: test_seen needs data.test_seen=true"),
+        ("tiny", ["probe.test_sets=test_id,test_reask"], "probe.test_sets: distinct values among"),
     ],
 )
 def test_bad_input_messages(name, overrides, message):

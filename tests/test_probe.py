@@ -266,6 +266,7 @@ def test_mcc_known_cases():
 def _pred_row(label, prediction, distance, task="nece"):
     return {
         "checkpoint_id": "c",
+        "test_set": "test_seen",
         "task": task,
         "layer": 3,
         "baseline": "vprobe",
@@ -289,7 +290,7 @@ def test_metric_slices():
     assert (m["all"]["n"], m["all"]["accuracy"], m["all"]["majority_accuracy"]) == (5, 0.6, 0.6)
     assert (m["positive"]["accuracy"], m["negative"]["accuracy"], m["t=2"]["accuracy"]) == (2 / 3, 0.5, 0.5)
     assert m["positive"]["mcc"] is None and m["all"]["mcc"] == pytest.approx(P.mcc([1, 1, 1, 0, 0], [1, 0, 1, 0, 1]))
-    assert all(r["layer"] == 3 and r["baseline"] == "vprobe" for r in m.values())
+    assert all(r["layer"] == 3 and r["baseline"] == "vprobe" and r["test_set"] == "test_seen" for r in m.values())
     value = [_pred_row(23, 23, -1, "value"), _pred_row(5, 5, 1, "value"), _pred_row(7, 23, 2, "value")]
     mv = {r["slice"]: r for r in P.metric_rows(value, majority=23)}
     assert set(mv) == {"all", "positive", "negative", "unnecessary"}  # t-slices are nece's (E10)
@@ -310,6 +311,7 @@ def test_run_probe_end_to_end(model, tok, rows):
         assert tables.table(metrics, tables.PROBE_METRICS).num_rows == len(metrics)
         assert {r["slice"] for r in metrics} >= {"all", "positive", "negative"}
         assert all(r["baseline"] == name and r["layer"] == 1 and r["param_b"] for r in preds)
+        assert {r["test_set"] for r in preds} == {r["test_set"] for r in metrics} == {"test_id"}  # the default
         assert all(0.0 <= r["probability"] <= 1.0 and r["prediction"] in (0, 1) for r in preds)
         out[name] = [(r["problem_id"], r["param_a"], r["param_b"], r["label"]) for r in preds]
     assert out["vprobe"] == out["random_init"] == out["linear"]  # the same test pairs: paired baselines
@@ -322,8 +324,10 @@ def test_run_probe_end_to_end(model, tok, rows):
         "value",
         "ckpt-1",
         baseline_name="linear",
+        test_set="test_seen",
     )
     assert all(0 <= r["prediction"] <= 23 and 0 <= r["label"] <= 23 for r in preds)
+    assert {r["test_set"] for r in preds} == {r["test_set"] for r in metrics} == {"test_seen"}
     with pytest.raises(ValueError):
         P.run_probe(model, tok, train, test, cfg, "dep", "c", baseline_name="majority")
 
@@ -331,6 +335,9 @@ def test_run_probe_end_to_end(model, tok, rows):
 def test_config_validation():
     with pytest.raises(ConfigError, match="^tasks"):
         ProbeConfig(tasks=("nope",))
+    for bad in ((), ("test_reask",), ("test_id", "test_id")):
+        with pytest.raises(ConfigError, match="^test_sets"):
+            ProbeConfig(test_sets=bad)
     with pytest.raises(ConfigError, match="^layers"):
         ProbeConfig(layers=(-2,))
     assert P.n_classes("value") == 24 and P.n_classes("nece") == 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
-import runpy
 
 import pytest
 import torch
@@ -141,14 +140,39 @@ def test_probe_stage_end_to_end(root):
     preds = storage.read_parquet(storage.join(path, "probe_predictions.parquet")).to_pylist()
     metrics = storage.read_parquet(storage.join(path, "probe_metrics.parquet")).to_pylist()
     test = [r for r in preds if r["source"] == "probe_test"]
+    assert p.probe.test_sets == ("test_id", "test_seen")  # every probe scored on both
     for task in ("nece", "can_next"):
         for table in (test, metrics):
-            got = {r["baseline"] for r in table if r["task"] == task and r["layer"] == -1}
-            assert got == {"vprobe", "random_init", "linear"}, (task, got)
+            for test_set in p.probe.test_sets:
+                got = {r["baseline"] for r in table if (r["task"], r["layer"], r["test_set"]) == (task, -1, test_set)}
+                assert got == {"vprobe", "random_init", "linear"}, (task, test_set, got)
     assert any(r["task"] == "nece" and r["layer"] == 0 and r["baseline"] == "vprobe" for r in test)
     assert any(m["task"] == "nece" and m["layer"] == 0 and m["slice"] == "all" for m in metrics)
+    # each test set's rows are its own problems' examples, the metrics counted on them
+    x = probe.load_inputs(step)
+    for test_set, rows in x.test_rows.items():
+        ids = {r["id"] for r in rows}
+        mine = [
+            r
+            for r in test
+            if r["test_set"] == test_set and (r["task"], r["baseline"], r["layer"]) == ("nece", "vprobe", -1)
+        ]
+        _, built = P.probe_examples(x.tok, x.train_rows, {test_set: rows}, step.config, "nece")
+        assert [r["problem_id"] for r in mine] == [e.problem_id for e in built[test_set]] and {
+            r["problem_id"] for r in mine
+        } <= ids
+        m = next(
+            m
+            for m in metrics
+            if (m["test_set"], m["task"], m["baseline"], m["layer"], m["slice"])
+            == (test_set, "nece", "vprobe", -1, "all")
+        )
+        assert m["n"] == len(mine) > 0
+    assert {r["split"] for r in x.test_rows["test_seen"]} == {"train"} and {
+        r["split"] for r in x.test_rows["test_id"]
+    } == {"test"}
     md = storage.read_bytes(storage.join(path, "probe_metrics.md")).decode()
-    assert "| nece | -1 | vprobe |" in md and "majority" in md
+    assert "| test_id | nece | -1 | vprobe |" in md and "| test_seen | nece | -1 | vprobe |" in md and "majority" in md
     info = step.read_info()
     assert info["config"]["random_init_seed"] == p.probe.random_init_seed
 
@@ -168,9 +192,12 @@ def test_probe_stage_end_to_end(root):
     assert planted_e7 in ids and len(e7) == sum(graph_of(reask[i]).n for i in ids)
     assert {r["problem_id"] for r in e7} == ids
     assert all(r["task"] == "nece" and r["baseline"] == "vprobe" and r["layer"] == -1 for r in e7)
+    sets = {(g["test_set"], g["problem_id"]) for g in gens if g["problem_id"] in ids}
+    assert {(r["test_set"], r["problem_id"]) for r in e7} <= sets  # each row names its problem's re-ask set
     unnecessary = next(g["unnecessary"] for g in gens if g["problem_id"] == planted_e7)
     mine = {r["param_a"]: r["label"] for r in e7 if r["problem_id"] == planted_e7}
     assert [mine[a] for a in unnecessary] == [0]  # the unnecessary leaf is probed, labelled not necessary
+    assert {r["test_set"] for r in e7 if r["problem_id"] == planted_e7} == {"test_reask_seen"}
     # E8: rows exactly when a wrong greedy generation names a first wrong parameter
     e8 = [r for r in preds if r["source"] == "first_wrong"]
     wrong = [
@@ -183,7 +210,7 @@ def test_probe_stage_end_to_end(root):
     ]
     assert wrong and len(e8) <= len(wrong) and all(r["task"] == "can_next" for r in e8)
     mine = [r for r in e8 if r["problem_id"] == planted]
-    assert len(mine) == 1 and mine[0]["state"] == 1 and mine[0]["label"] == 1
+    assert len(mine) == 1 and mine[0]["state"] == 1 and mine[0]["label"] == 1 and mine[0]["test_set"] == "test_id"
     assert mine[0]["param_a"] == next(g["first_wrong_param"] for g in wrong if g["problem_id"] == planted)
 
     stamp = os.stat(os.path.join(path, "step.json")).st_mtime_ns
@@ -197,15 +224,6 @@ def test_probe_stage_end_to_end(root):
     assert got[0][0] == [r for r in preds if r["source"] == "probe_test"]  # as the step wrote them
     for task, vp in got[0][2].items():
         assert all(torch.equal(v, got[2][2][task].trainable()[k]) for k, v in vp.trainable().items())
-
-    # benchmarks/probe_seen.py: the same probes tested on test_seen (training templates, fresh problems).
-    seen = runpy.run_path(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "probe_seen.py"))["measure"](
-        "tiny", TINY
-    )
-    assert set(seen) == {"nece", "can_next"} and set(seen["nece"]) == {"vprobe", "random_init", "linear"}
-    seen_rows = read_shards(datasets.dataset_step(p, "test_seen").path()).slice(0, step.config.test_problems)
-    _, seen_test = P.probe_examples(x.tok, x.train_rows, seen_rows.to_pylist(), step.config, "nece")
-    assert seen["nece"]["vprobe"]["n"] == len(seen_test) > 0  # tested on the test_seen problems' examples
 
     # Compiled Canon layers (probe.compile=auto) give the same probes up to float rounding.
     if not can_compile(torch.device("cpu")):

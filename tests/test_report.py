@@ -109,10 +109,22 @@ def generations() -> list[dict]:
 
 
 def _pred(
-    task, pid, a, state, label, prediction, layer=-1, baseline="vprobe", necessary=True, distance=1, source="probe_test"
+    task,
+    pid,
+    a,
+    state,
+    label,
+    prediction,
+    layer=-1,
+    baseline="vprobe",
+    necessary=True,
+    distance=1,
+    source="probe_test",
+    test_set="test_id",
 ):
     return {
         "checkpoint_id": CKPT,
+        "test_set": test_set,
         "task": task,
         "layer": layer,
         "baseline": baseline,
@@ -131,12 +143,13 @@ def _pred(
 
 def predictions_e7() -> list[dict]:
     """nece for the unnecessary A of correct reask solutions: U1 true, U2 false, U3 true -> 2/3. Written
-    WITHOUT the probe stage's `source` column (another probe step): the view must still expose it."""
+    WITHOUT the probe stage's `source` and `test_set` columns (an older probe step): the view must still expose
+    them."""
     return [
-        _pred("nece", "re-0", "U1", 0, 0, 1, necessary=False),
-        _pred("nece", "re-0", "U2", 0, 0, 0, necessary=False),
-        _pred("nece", "re-1", "U3", 0, 0, 1, necessary=False),
-        _pred("nece", "re-1", "U3", 0, 0, 1, layer=0, necessary=False),
+        _pred("nece", "re-0", "U1", 0, 0, 1, necessary=False, test_set="test_reask"),
+        _pred("nece", "re-0", "U2", 0, 0, 0, necessary=False, test_set="test_reask"),
+        _pred("nece", "re-1", "U3", 0, 0, 1, necessary=False, test_set="test_reask"),
+        _pred("nece", "re-1", "U3", 0, 0, 1, layer=0, necessary=False, test_set="test_reask"),
     ]  # another layer: ignored
 
 
@@ -154,8 +167,9 @@ def predictions_e8() -> list[dict]:
 
 
 def metrics() -> list[dict]:
+    """E4-E6 rows on test_id for every task, and on test_seen for nece (its own accuracies)."""
     rows = []
-    base = {"checkpoint_id": CKPT, "mcc": 0.5}
+    base = {"checkpoint_id": CKPT, "mcc": 0.5, "test_set": "test_id"}
     for task in TASKS:
         for baseline, acc in (("vprobe", 0.95), ("random_init", 0.6)):
             for slice_, n, maj in (
@@ -176,7 +190,29 @@ def metrics() -> list[dict]:
                         "majority_accuracy": maj,
                     }
                 )
-    # E10: nece per layer x distance: accuracy falls with t, rises with depth
+    for baseline, acc, mcc in (("vprobe", 0.9, 0.7), ("random_init", 0.7, 0.1)):
+        rows.append(
+            {
+                **base,
+                "test_set": "test_seen",
+                "task": "nece",
+                "layer": -1,
+                "baseline": baseline,
+                "slice": "all",
+                "n": 50,
+                "accuracy": acc,
+                "mcc": mcc,
+                "majority_accuracy": 0.7,
+            }
+        )
+    return rows
+
+
+def metrics_e10() -> list[dict]:
+    """E10: nece per layer x distance: accuracy falls with t, rises with depth. Written WITHOUT `test_set` (an
+    older probe step): the view reads them as test_id's."""
+    rows = []
+    base = {"checkpoint_id": CKPT, "mcc": 0.5}
     for layer in (0, 1, 2, 3, -1):
         depth = 4 if layer == -1 else layer
         for t in range(1, 9):
@@ -246,8 +282,10 @@ def write_fixture(root: str) -> None:
     storage.write_parquet(tables.table(metrics(), tables.PROBE_METRICS), storage.join(pr, "probe_metrics.parquet"))
     finish(pr)
     pr2 = storage.join(root, "probe", PROBE_HASH2)
-    no_source = pa.schema([f for f in tables.PROBE_PREDICTIONS if f.name != "source"])  # an older probe step
-    storage.write_parquet(tables.table(predictions_e7(), no_source), storage.join(pr2, "probe_predictions.parquet"))
+    older = pa.schema([f for f in tables.PROBE_PREDICTIONS if f.name not in ("source", "test_set")])
+    storage.write_parquet(tables.table(predictions_e7(), older), storage.join(pr2, "probe_predictions.parquet"))
+    older = pa.schema([f for f in tables.PROBE_METRICS if f.name != "test_set"])
+    storage.write_parquet(tables.table(metrics_e10(), older), storage.join(pr2, "probe_metrics.parquet"))
     finish(pr2)
     sw = storage.join(root, "sweep", SWEEP_HASH)
     storage.write_parquet(pa.Table.from_pylist(sweep(), schema=tables.SWEEP), storage.join(sw, "sweep.parquet"))

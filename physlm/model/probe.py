@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -451,10 +451,10 @@ def slices(task: str, rows: Sequence[dict]) -> dict[str, list[dict]]:
 
 
 def metric_rows(pred_rows: Sequence[dict], majority: int) -> list[dict]:
-    """``probe_metrics`` rows for one (checkpoint, task, layer, baseline) group of prediction rows."""
+    """``probe_metrics`` rows for one (checkpoint, test set, task, layer, baseline) group of prediction rows."""
     if not pred_rows:
         return []
-    key = {k: pred_rows[0][k] for k in ("checkpoint_id", "task", "layer", "baseline")}
+    key = {k: pred_rows[0][k] for k in ("checkpoint_id", "test_set", "task", "layer", "baseline")}
     k = n_classes(key["task"])
     out = []
     for name, rows in slices(key["task"], pred_rows).items():
@@ -482,13 +482,17 @@ def prediction_rows(
     layer: int,
     baseline: str,
     source: str = "probe_test",
+    test_set: str | Sequence[str] = "test_id",
 ) -> list[dict]:
-    """``probe_predictions`` rows from examples and their class probabilities ``(n, n_classes)``."""
+    """``probe_predictions`` rows from examples and their class probabilities ``(n, n_classes)``; ``test_set``:
+    the test set of every example's problem, or one per example."""
     pred = probs.argmax(1)
     binary = probs.shape[1] == 2
+    sets = [test_set] * len(examples) if isinstance(test_set, str) else list(test_set)
     return [
         {
             "checkpoint_id": checkpoint_id,
+            "test_set": sets[i],
             "task": e.task,
             "layer": layer,
             "baseline": baseline,
@@ -507,20 +511,29 @@ def prediction_rows(
     ]
 
 
-def probe_examples(tok, train_rows: Sequence[dict], test_rows: Sequence[dict], cfg: ProbeConfig, task: str):
-    """``(train examples, test examples)`` of ``task``: built once, shared by its V-probe, every baseline and
-    every layer (the same test pairs for all: paired comparisons)."""
+def probe_examples(
+    tok, train_rows: Sequence[dict], test_rows: Mapping[str, Sequence[dict]], cfg: ProbeConfig, task: str
+):
+    """``(train examples, {test set: test examples})`` of ``task`` (``test_rows``: problem rows by test set):
+    built once, shared by its V-probe, every baseline and every layer (the same test pairs for all: paired
+    comparisons)."""
     train = build_examples(tok, train_rows, task, cfg.samples_per_problem, cfg.balanced, cfg.seed)
-    test = build_examples(tok, test_rows, task, cfg.samples_per_problem, False, cfg.seed)
-    if not train or not test:
-        raise ValueError(f"probe {task}: no probe examples (train {len(train)}, test {len(test)})")
+    test = {
+        name: build_examples(tok, rows, task, cfg.samples_per_problem, False, cfg.seed)
+        for name, rows in test_rows.items()
+    }
+    empty = [name for name, exs in test.items() if not exs]
+    if not train or not test or empty:
+        raise ValueError(
+            f"probe {task}: no probe examples (train {len(train)}, test sets without any: {empty or 'all'})"
+        )
     return train, test
 
 
 def fit_probe(
     model,
     train: Sequence[ProbeExample],
-    test: Sequence[ProbeExample],
+    test: Mapping[str, Sequence[ProbeExample]],
     cfg: ProbeConfig,
     checkpoint_id: str,
     baseline_name: str = "vprobe",
@@ -528,7 +541,8 @@ def fit_probe(
     pad_id: int = 0,
     on_step=None,
 ) -> tuple[list[dict], list[dict], VProbe | None]:
-    """Probe the examples' task at ``layer``: train on ``train``, predict ``test``. ``baseline_name``:
+    """Probe the examples' task at ``layer``: train on ``train``, predict each test set of ``test`` (examples by
+    test set; rows and metrics per set). ``baseline_name``:
     "vprobe" (this model), "random_init" (the caller passes ``random_init_like(model, seed)``; same V-probe)
     or "linear" (softmax regression on the frozen states at the site). Returns (predictions rows, metrics
     rows, the trained V-probe or None for "linear")."""
@@ -545,14 +559,25 @@ def fit_probe(
             batches = act.batched([examples[i].ids for i in order], cfg.batch_size)
             return act.capture(model, batches, [site], pad_id=pad_id)[site][np.argsort(order)]
 
-        probs = fit_linear(states(train), y, n_classes(task)).predict_proba(states(test))
+        linear = fit_linear(states(train), y, n_classes(task))
+
+        def predict(exs):
+            return linear.predict_proba(states(exs))
+
         if on_step is not None:
             on_step(cfg.steps)  # counted as one probe's worth of steps
     else:
         probe, _ = fit_vprobe(model, [e.ids for e in train], y, n_classes(task), cfg, layer, pad_id, on_step)
-        probs = predict_vprobe(probe, [e.ids for e in test], cfg.batch_size, pad_id=pad_id)
-    preds = prediction_rows(test, probs, checkpoint_id, layer, baseline_name)
-    return preds, metric_rows(preds, majority_class(y)), probe
+
+        def predict(exs):
+            return predict_vprobe(probe, [e.ids for e in exs], cfg.batch_size, pad_id=pad_id)
+
+    preds, metrics = [], []
+    for name, exs in test.items():
+        rows = prediction_rows(exs, predict(exs), checkpoint_id, layer, baseline_name, test_set=name)
+        preds += rows
+        metrics += metric_rows(rows, majority_class(y))
+    return preds, metrics, probe
 
 
 def run_probe(
@@ -566,12 +591,13 @@ def run_probe(
     baseline_name: str = "vprobe",
     layer: int = -1,
     on_step=None,
+    test_set: str = "test_id",
 ) -> tuple[list[dict], list[dict]]:
     """:func:`fit_probe` on problem rows (the paper's split is template hash < 17 / >= 17, chosen by the
-    caller): ``(predictions rows, metrics rows)``."""
+    caller; ``test_set`` names the test rows' set in the output): ``(predictions rows, metrics rows)``."""
     if baseline_name not in BASELINES:
         raise ValueError(f"baseline_name: must be one of {BASELINES}, got {baseline_name!r}")
-    train, test = probe_examples(tok, train_rows, test_rows, cfg, task)
+    train, test = probe_examples(tok, train_rows, {test_set: test_rows}, cfg, task)
     preds, metrics, _ = fit_probe(
         model, train, test, cfg, checkpoint_id, baseline_name, layer, tok.markers.end, on_step
     )

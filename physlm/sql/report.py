@@ -181,12 +181,13 @@ def _unnecessary(rows):
 
 
 def _probe_bars(rows, category, notes_fmt):
-    """Per model: grouped bars over tasks (or task/label), V-probe vs baselines."""
-    models = sorted({r["model"] for r in rows})[:MAX_PANELS]
-    fig, axes = plt.subplots(1, len(models), figsize=(0.5 + 5.5 * len(models), 3.6), squeeze=False)
+    """Per model and test set: grouped bars over tasks (or task/label), V-probe vs baselines."""
+    keys = sorted({(r["model"], r["test_set"]) for r in rows}, key=lambda k: (k[0], test_set_order(k[1])))
+    keys = keys[:MAX_PANELS]
+    fig, axes = plt.subplots(1, len(keys), figsize=(0.5 + 5.5 * len(keys), 3.6), squeeze=False)
     notes = []
-    for ax, model in zip(axes[0], models):
-        mine = [r for r in rows if r["model"] == model]
+    for ax, (model, test_set) in zip(axes[0], keys):
+        mine = [r for r in rows if (r["model"], r["test_set"]) == (model, test_set)]
         cats = [category(r) for r in mine]
         series = {
             "V-probe": [_num(r["vprobe"]) for r in mine],
@@ -195,8 +196,8 @@ def _probe_bars(rows, category, notes_fmt):
         if any(r["linear"] is not None for r in mine):
             series["linear probe"] = [_num(r["linear"]) for r in mine]
         series["majority"] = [_num(r["majority"]) for r in mine]
-        _bars(cats, series, "probe accuracy", title=model, ax=ax)
-        notes.append(f"{model}: " + "; ".join(notes_fmt(r) for r in mine))
+        _bars(cats, series, "probe accuracy", title=f"{model} · {test_set}", ax=ax)
+        notes.append(f"{model} on {test_set}: " + "; ".join(notes_fmt(r) for r in mine))
     return notes, fig
 
 
@@ -207,8 +208,13 @@ def _probe_note(r, name):
     )
 
 
+def _mcc_note(r):
+    mccs = (r.get("vprobe_mcc"), r.get("random_init_mcc"))
+    return "" if None in mccs else f", MCC {mccs[0]:.2f} vs {mccs[1]:.2f}"
+
+
 def _probe_accuracy(rows):
-    return _probe_bars(rows, lambda r: r["task"], lambda r: _probe_note(r, r["task"]))
+    return _probe_bars(rows, lambda r: r["task"], lambda r: _probe_note(r, r["task"]) + _mcc_note(r))
 
 
 def _probe_by_label(rows):
@@ -283,17 +289,18 @@ def _depth_width(rows):
 
 def _layer_distance(rows):
     panels, notes = [], []
-    for cid in sorted({r["checkpoint_id"] for r in rows}):
-        mine = [r for r in rows if r["checkpoint_id"] == cid]
+    keys = sorted({(r["checkpoint_id"], r["test_set"]) for r in rows}, key=lambda k: (k[0], test_set_order(k[1])))
+    for key in keys:
+        mine = [r for r in rows if (r["checkpoint_id"], r["test_set"]) == key]
         layers = sorted({r["layer"] for r in mine}, key=lambda layer: (layer == -1, layer))
         ts = sorted({r["t"] for r in mine})
         grid = np.full((len(layers), len(ts)), np.nan)
         for r in mine:
             grid[layers.index(r["layer"]), ts.index(r["t"])] = _num(r["accuracy"])
-        panels.append((mine[0]["model"], ts, ["final" if x == -1 else x for x in layers], grid))
+        panels.append((f"{mine[0]['model']} · {key[1]}", ts, ["final" if x == -1 else x for x in layers], grid))
         last = layers[-1]
         notes.append(
-            f"{mine[0]['model']}: last layer "
+            f"{mine[0]['model']} on {key[1]}: last layer "
             + ", ".join(f"t={r['t']} {_pct(r['accuracy'])}" for r in mine if r["layer"] == last)
         )
     return notes, _heat(panels, "distance t to the query", "layer", "nece probe accuracy")

@@ -2,7 +2,8 @@
 
 probe ``{root}/probe/{hash}/`` — config: ``ProbeConfig``; inputs: the train step, the "train" and "test_id"
 generate steps (probe training problems: the first ``train_problems`` of "train", template hash < 17; test:
-the first ``test_problems`` of "test_id", hash >= 17), the re-ask generate steps ("test_reask", and
+the first ``test_problems`` of each of ``test_sets``: "test_id", hash >= 17, and "test_seen", fresh problems of
+the training templates, whose generate step is then an input too), the re-ask generate steps ("test_reask", and
 "test_reask_seen" where the preset makes it) and the evaluate step (its greedy generations drive the error
 analysis). The model's weights are never written
 (``checkpoint.load_model`` + frozen ``VProbe``; the maths is physlm/model/probe.py). Writes
@@ -10,7 +11,8 @@ analysis). The model's weights are never written
 Prediction rows by ``source``:
 
 * ``probe_test`` (:func:`fit`): every task x {vprobe, random_init, linear} on the test problems at layer -1,
-  plus the nece V-probe at each extra ``layers`` site; the metrics rows are these only. The random-init
+  plus the nece V-probe at each extra ``layers`` site, each probe trained once and scored on every test set
+  (``test_set``); the metrics rows are these only. The random-init
   model is ``probe.random_init_like(model, random_init_seed)`` (the seed is in step.json's config).
 * ``reask_all_params`` (E7, :func:`e7_rows`): the trained nece V-probe (layer -1) on EVERY parameter of G_d
   of each re-ask problem whose greedy generation E7 reads (fully correct, with unnecessary steps); label =
@@ -55,7 +57,10 @@ def probe_step(preset: Preset) -> Step:
     inputs = {
         "train": train.train_step(preset).path(),
         "train_data": generate.dataset_step(preset, TRAIN).path(),
-        "test_id": generate.dataset_step(preset, TEST_ID).path(),
+        **{
+            name: generate.dataset_step(preset, name).path()
+            for name in dict.fromkeys((TEST_ID, *preset.probe.test_sets))
+        },
         **{name: generate.dataset_step(preset, name).path() for name in reask_sets(preset)},
         "evaluate": evaluate.evaluate_step(preset).path(),
     }
@@ -79,13 +84,13 @@ def describe(step: Step) -> str:
 @dataclass
 class Inputs:
     """What every part of the stage reads: the frozen model, its tokenizer and checkpoint id, the probes'
-    train/test problem rows."""
+    train problem rows and test problem rows by test set."""
 
     model: object
     tok: object
     cid: str
     train_rows: list[dict]
-    test_rows: list[dict]
+    test_rows: dict[str, list[dict]]
     train_path: str
 
 
@@ -98,9 +103,12 @@ def load_inputs(step: Step) -> Inputs:
         require_done(path)
     train_path = step.inputs["train"]
     train_rows = read_shards(step.inputs["train_data"]).slice(0, cfg.train_problems).to_pylist()
-    test_rows = read_shards(step.inputs["test_id"]).slice(0, cfg.test_problems).to_pylist()
-    if any(r["split"] != "train" for r in train_rows) or any(r["split"] != "test" for r in test_rows):
-        raise ValueError("probe: train problems must have template hash < train_bins, test problems >=")
+    test_rows = {name: read_shards(step.inputs[name]).slice(0, cfg.test_problems).to_pylist() for name in cfg.test_sets}
+    if any(r["split"] != "train" for r in train_rows):
+        raise ValueError("probe: train problems must have template hash < train_bins")
+    for name, rows in test_rows.items():  # test_id: the unseen templates; test_seen: the training ones
+        if any(r["split"] != ("test" if name == TEST_ID else "train") for r in rows):
+            raise ValueError(f"probe: {name} problems are of the wrong template split")
     return Inputs(
         checkpoint.load_model(train_path),
         evaluate.load_tokenizer(train_path),
@@ -246,7 +254,7 @@ def _work(job: Job, cfg: ProbeConfig, examples, n_layer: int) -> float:
     blocks = (job.layer + 1 if job.layer >= 0 else n_layer) / n_layer
     tokens = sum(len(e.ids) for e in train_ex)
     fit = tokens if job.baseline == "linear" else 3 * cfg.steps * cfg.batch_size * tokens / max(len(train_ex), 1)
-    return blocks * (fit + sum(len(e.ids) for e in test_ex))
+    return blocks * (fit + sum(len(e.ids) for exs in test_ex.values() for e in exs))
 
 
 def _fit_in_pool(n: int, cfg: ProbeConfig, x: Inputs, todo: list[Job], examples: dict, bar) -> dict:
@@ -288,7 +296,7 @@ def e7_rows(cfg: ProbeConfig, x: Inputs, probe, gens: list[dict], reask: dict[st
     from physlm.igsm.labels import distance_to_query
     from physlm.model import probe as P
 
-    seen, examples = set(), []
+    seen, examples, sets = set(), [], []
     for gen in gens:
         e7 = gen["test_set"] in REASK_SETS and gen["correct"] and gen["n_unnecessary"] > 0
         row = reask.get(gen["problem_id"]) if e7 else None
@@ -298,10 +306,11 @@ def e7_rows(cfg: ProbeConfig, x: Inputs, probe, gens: list[dict], reask: dict[st
         g = graph_of(row)
         dist = distance_to_query(g)
         examples += [P.make_example(x.tok, row, "nece", (a,), int(dist[a] >= 0)) for a in range(g.n)]
+        sets += [gen["test_set"]] * g.n
     if not examples:
         return []
     probs = P.predict_vprobe(probe, [e.ids for e in examples], cfg.batch_size, pad_id=x.tok.markers.end)
-    return P.prediction_rows(examples, probs, x.cid, -1, "vprobe", "reask_all_params")
+    return P.prediction_rows(examples, probs, x.cid, -1, "vprobe", "reask_all_params", sets)
 
 
 def e8_rows(cfg: ProbeConfig, x: Inputs, probes: dict, gens: list[dict], problems: dict[str, dict]) -> list[dict]:
@@ -309,6 +318,7 @@ def e8_rows(cfg: ProbeConfig, x: Inputs, probes: dict, gens: list[dict], problem
     from physlm.model import probe as P
 
     examples: dict[str, list] = {t: [] for t in probes}
+    sets = []  # the test set of each generation with a probe point
     for gen in gens:
         row = problems.get(gen["test_set"], {}).get(gen["problem_id"])
         if row is None or gen["correct"] or not gen["first_wrong_param"]:
@@ -318,13 +328,14 @@ def e8_rows(cfg: ProbeConfig, x: Inputs, probes: dict, gens: list[dict], problem
         if hit is None:
             continue
         state, prefix, a, labels = hit
+        sets.append(gen["test_set"])
         for t in probes:
             examples[t].append(P.make_example(x.tok, row, t, (a,), labels[t], state=state, solution_prefix=prefix))
     out = []
     for t, exs in examples.items():
         if exs:
             probs = P.predict_vprobe(probes[t], [e.ids for e in exs], cfg.batch_size, pad_id=x.tok.markers.end)
-            out += P.prediction_rows(exs, probs, x.cid, -1, "vprobe", "first_wrong")
+            out += P.prediction_rows(exs, probs, x.cid, -1, "vprobe", "first_wrong", sets)
     return out
 
 
@@ -407,15 +418,17 @@ def write(out: str, preds: list[dict], metrics: list[dict]) -> None:
 
 def metrics_markdown(metrics: list[dict]) -> str:
     rows = [m for m in metrics if m["slice"] == "all"]
-    rows.sort(key=lambda m: (m["task"], m["layer"] != -1, m["layer"], m["baseline"] != "vprobe", m["baseline"]))
+    rows.sort(
+        key=lambda m: (m["test_set"], m["task"], m["layer"] != -1, m["layer"], m["baseline"] != "vprobe", m["baseline"])
+    )
     lines = [
-        "| checkpoint | task | layer | baseline | n | accuracy | MCC | majority acc. |",
-        "|---|---|---|---|---|---|---|---|",
+        "| checkpoint | test set | task | layer | baseline | n | accuracy | MCC | majority acc. |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in rows:
         mcc = "-" if m["mcc"] is None else f"{m['mcc']:.3f}"
         lines.append(
-            f"| {m['checkpoint_id']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
+            f"| {m['checkpoint_id']} | {m['test_set']} | {m['task']} | {m['layer']} | {m['baseline']} | {m['n']} | "
             f"{m['accuracy']:.3f} | {mcc} | {m['majority_accuracy']:.3f} |"
         )
     return "\n".join(lines) + "\n"

@@ -3,10 +3,10 @@
 -- from the query: shallow layers get small t right; larger t need deeper layers (the model's depth bounds
 -- the reasoning length it can plan in one pass).
 -- probe_metrics slices "t=1".."t=8" of task nece, V-probe, every layer (-1 = after the final LayerNorm,
--- i.e. the last layer); probe steps pooled weighted by n.
--- Columns: model, checkpoint_id, layer, t, n, accuracy, majority.
+-- i.e. the last layer), per test set; probe steps pooled weighted by n.
+-- Columns: model, checkpoint_id, test_set, layer, t, n, accuracy, majority.
 WITH m AS (
-    SELECT checkpoint_id, layer::INTEGER AS layer, CAST(substr(slice, 3) AS INTEGER) AS t,
+    SELECT checkpoint_id, test_set, layer::INTEGER AS layer, CAST(substr(slice, 3) AS INTEGER) AS t,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority
     FROM probe_metrics
@@ -15,4 +15,4 @@ WITH m AS (
 )
 SELECT coalesce(c.model, m.checkpoint_id) AS model, m.*
 FROM m LEFT JOIN (SELECT DISTINCT checkpoint_id, model FROM checkpoints) c USING (checkpoint_id)
-ORDER BY model, m.checkpoint_id, layer = -1, layer, t;
+ORDER BY model, m.checkpoint_id, test_set, layer = -1, layer, t;

@@ -3,23 +3,26 @@
 -- far above both baselines, the majority guess (all-false: 83% on dep, 92% on nece_next) and the same
 -- probe on a randomly initialised model; can_next ~99% (Part 2.2).
 -- Slice "all", the paper's probe site (layer -1: the last layer, after the final LayerNorm); baselines
--- side by side. Several probe steps of one checkpoint are pooled, weighted by n.
--- Columns: model, checkpoint_id, task, n, vprobe, random_init, linear, majority, vprobe_mcc.
+-- side by side, per test set (test_id: the paper's unseen templates; test_seen: fresh problems of the training
+-- templates). Several probe steps of one checkpoint are pooled, weighted by n.
+-- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority, vprobe_mcc,
+-- random_init_mcc.
 WITH m AS (
-    SELECT checkpoint_id, task, baseline,
+    SELECT checkpoint_id, test_set, task, baseline,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority, avg(mcc) AS mcc
     FROM probe_metrics
     WHERE slice = 'all' AND layer = -1
     GROUP BY ALL
 )
-SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, task,
+SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, task,
        max(n) FILTER (WHERE baseline = 'vprobe') AS n,
        max(accuracy) FILTER (WHERE baseline = 'vprobe') AS vprobe,
        max(accuracy) FILTER (WHERE baseline = 'random_init') AS random_init,
        max(accuracy) FILTER (WHERE baseline = 'linear') AS linear,
        coalesce(max(majority) FILTER (WHERE baseline = 'vprobe'), max(majority)) AS majority,
-       max(mcc) FILTER (WHERE baseline = 'vprobe') AS vprobe_mcc
+       max(mcc) FILTER (WHERE baseline = 'vprobe') AS vprobe_mcc,
+       max(mcc) FILTER (WHERE baseline = 'random_init') AS random_init_mcc
 FROM m LEFT JOIN (SELECT DISTINCT checkpoint_id, model FROM checkpoints) c USING (checkpoint_id)
-GROUP BY 1, 2, 3
-ORDER BY model, m.checkpoint_id, list_position(['nece', 'dep', 'known', 'value', 'can_next', 'nece_next'], task);
+GROUP BY 1, 2, 3, 4
+ORDER BY model, m.checkpoint_id, test_set, list_position(['nece', 'dep', 'known', 'value', 'can_next', 'nece_next'], task);

@@ -3,22 +3,22 @@
 -- solution): the model computes the all-pair dependency graph before the question, a "level-2" skill the
 -- training data never requires.
 -- probe_metrics slice "unnecessary" (A not in the solution), tasks dep and can_next, layer -1; baselines
--- side by side, probe steps pooled weighted by n.
--- Columns: model, checkpoint_id, task, n, vprobe, random_init, linear, majority.
+-- side by side, per test set, probe steps pooled weighted by n.
+-- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority.
 WITH m AS (
-    SELECT checkpoint_id, task, baseline,
+    SELECT checkpoint_id, test_set, task, baseline,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority
     FROM probe_metrics
     WHERE slice = 'unnecessary' AND layer = -1 AND task IN ('dep', 'can_next')
     GROUP BY ALL
 )
-SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, task,
+SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, task,
        max(n) FILTER (WHERE baseline = 'vprobe') AS n,
        max(accuracy) FILTER (WHERE baseline = 'vprobe') AS vprobe,
        max(accuracy) FILTER (WHERE baseline = 'random_init') AS random_init,
        max(accuracy) FILTER (WHERE baseline = 'linear') AS linear,
        coalesce(max(majority) FILTER (WHERE baseline = 'vprobe'), max(majority)) AS majority
 FROM m LEFT JOIN (SELECT DISTINCT checkpoint_id, model FROM checkpoints) c USING (checkpoint_id)
-GROUP BY 1, 2, 3
-ORDER BY model, m.checkpoint_id, task;
+GROUP BY 1, 2, 3, 4
+ORDER BY model, m.checkpoint_id, test_set, task;
