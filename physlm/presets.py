@@ -161,6 +161,9 @@ _TINY_EVAL = EvalConfig(decodings=("greedy",), max_new_tokens=160)  # every prob
 # 0.46) cost more than the 15 minutes leave; lr 3e-3 or batches of 64 stayed near the baseline.
 # Tested on test_id (the paper's unseen templates) and test_seen (the training templates: the problems this model
 # solves). layers: the E10 nece probe after blocks 0-2 (after block 3 is the final LayerNorm's, layer -1).
+# Baselines: random-init (and the majority class, always); the linear probe on 5,600 training examples a task
+# costs ~13 s of a core each (~40 s of the stage), which the 15-minute run cannot spare with the probes above
+# (fresh run with it: 14 min 20 s): `--set probe.baselines=random_init,linear` adds it.
 _TINY_PROBE = ProbeConfig(
     steps=300,
     lr=2e-2,
@@ -169,6 +172,7 @@ _TINY_PROBE = ProbeConfig(
     test_problems=100,
     layers=(0, 1, 2),
     test_sets=(tables.TEST_ID, tables.TEST_SEEN),
+    baselines=("random_init",),
 )
 # Spec C.5: 100k steps, lr 2e-3 linear decay, wd 0.01, batch 256 (med) / 128 (hard), rank 8; E10 per layer.
 _PAPER_PROBE = {

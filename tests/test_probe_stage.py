@@ -40,6 +40,7 @@ TINY = [
     "probe.test_problems=8",
     "probe.tasks=nece,can_next",
     "probe.layers=0",
+    "probe.baselines=random_init,linear",
     "probe.device=cpu",
     "probe.compile=off",
 ]

@@ -23,8 +23,8 @@ GOLDEN = {
         "generate:test_reask_seen": "97345f73",
         "train": "f1cc07aa",
         "evaluate": "e464e0e4",
-        "probe": "1366b5d8",
-        "analyze": "ff7951ae",
+        "probe": "1417f25e",
+        "analyze": "0d600d42",
     },
     "med-pq": {
         "generate:train": "f9e011d4",
@@ -95,8 +95,8 @@ GOLDEN = {
         "generate:test_reask_seen": "97345f73",
         "train": "81cad387",
         "evaluate": "b3e18e70",
-        "probe": "13fdbbae",
-        "analyze": "2340eb87",
+        "probe": "4dc3e3cc",
+        "analyze": "4379ed55",
         "sweep": "aa403656",
     },
     "grid-size1": {
