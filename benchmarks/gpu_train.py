@@ -183,8 +183,8 @@ def probes(path: str) -> list[dict]:
     for r in rows:
         mcc = "nan" if r["mcc"] is None else f"{r['mcc']:.3f}"
         print(
-            f"probe {r['task']} layer {r['layer']} {r['baseline']}: accuracy {r['accuracy']:.1%} (majority "
-            f"{r['majority_accuracy']:.1%}), MCC {mcc}, n={r['n']}"
+            f"probe {r['task']} layer {r['layer']} {r['baseline']} on {r['test_set']}: accuracy {r['accuracy']:.1%} "
+            f"(majority {r['majority_accuracy']:.1%}), MCC {mcc}, n={r['n']}"
         )
     return rows
 

@@ -83,7 +83,7 @@ class Preset:
         if self.train.late_op_dist and not self.data.online:
             raise ConfigError("train.late_op_dist: an op curriculum needs online data (data.online=true)")
         if tables.TEST_SEEN in self.probe.test_sets and not self.data.test_seen:
-            raise ConfigError("probe.test_sets: test_seen needs data.test_seen=true")
+            raise ConfigError("probe.test_sets: test_seen needs data.test_seen=true (or probe.test_sets=test_id)")
         if any(x >= self.model.n_layer for x in self.probe.layers):
             raise ConfigError(
                 f"probe.layers: block indices must be < {self.model.n_layer} (model "

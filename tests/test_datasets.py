@@ -73,7 +73,7 @@ def test_seen_set_is_fresh_problems_of_the_training_templates(root):
     assert not set(seen.column("seed").to_pylist()) & set(train.column("seed").to_pylist())
     more = generate_all(SMALL + ["data.test_problems=60", "data.seen_problems=75"])
     assert read_shards(more["test_seen"]).num_rows == 75 and read_shards(more["test_id"]).num_rows == 60
-    off = generate_all(SMALL + ["data.test_seen=false"])
+    off = generate_all(SMALL + ["data.test_seen=false", "probe.test_sets=test_id"])
     assert "test_seen" not in off and off["train"] == paths["train"]  # the knob touches no other dataset
 
 

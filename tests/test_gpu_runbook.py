@@ -35,15 +35,18 @@ def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
     for test_set in ("test_id", "test_seen", "test_op4", "test_op5", "test_op6", "test_reask"):
         assert re.search(rf"eval {test_set} op all: fully correct \d+\.\d%.*answers \d+\.\d%, n=8", text)
     for task in ("nece", "known"):
-        for name in ("vprobe", "random_init", "linear"):
-            assert re.search(
-                rf"probe {task} layer -1 {name}: accuracy \d+\.\d% \(majority \d+\.\d%\), MCC .*n=\d+", text
-            )
+        for name in ("vprobe", "random_init"):  # the tiny preset's baselines
+            for test_set in ("test_id", "test_seen"):
+                assert re.search(
+                    rf"probe {task} layer -1 {name} on {test_set}: accuracy \d+\.\d% \(majority \d+\.\d%\), "
+                    r"MCC .*n=\d+",
+                    text,
+                )
     fig = json.loads((tmp_path / "fig.json").read_text())
     assert fig["family"] == "tiny" and fig["tokens_seen"] == 4 * 4 * 256 and len(fig["history"]) == 2
     assert {a["test_set"] for a in fig["accuracy"]} >= {"test_id", "test_seen", "test_op4"}
-    assert {(p["task"], p["baseline"]) for p in fig["probes"]} == {
-        (t, m) for t in ("nece", "known") for m in ("vprobe", "random_init", "linear")
+    assert {(p["task"], p["baseline"], p["test_set"]) for p in fig["probes"]} == {
+        (t, m, s) for t in ("nece", "known") for m in ("vprobe", "random_init") for s in ("test_id", "test_seen")
     }
     # the kept model folder loads with transformers (the Canon model type registered by importing physlm's) and
     # with physlm's tokenizer
