@@ -23,6 +23,7 @@ import sys
 import time
 from collections import Counter
 
+from physlm import machine
 from physlm.igsm.check import check
 from physlm.igsm.config import HARD, MED, GenConfig
 from physlm.igsm.generate import generate
@@ -112,6 +113,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=3000)
     args = ap.parse_args()
+    print(machine.describe())
     for fam in (MED, HARD):
         cfg = GenConfig(family=fam)
         t = time.perf_counter()

@@ -41,7 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from physlm import presets
+from physlm import machine, presets
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
 from physlm.igsm.generate import generate
@@ -379,6 +379,7 @@ def main(argv=None) -> None:
             "params": mc.params(),
             "threads": threads,
             "host": platform.node(),
+            "cpu": machine.describe(),
             "train_wall_s": round(wall, 1),
             "eval_wall_s": round(time.perf_counter() - t, 1),
             "tokens_per_s": round(steps * tokens_per_step / wall, 1),

@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from physlm import machine
 from physlm.model.data import OnlineProblems
 from physlm.model.gpt import build
 from physlm.model.train import NextTokenLoss, make_optimizer, train_step
@@ -89,7 +90,7 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def measure(p, threads: int, steps: int) -> dict:
+def measure(p, threads: int, steps: int, bf16: bool) -> dict:
     """Median step seconds of each loop at ``threads`` torch threads, alternating step by step."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -98,9 +99,9 @@ def measure(p, threads: int, steps: int) -> dict:
     loops["ours, compile=body"] = Ours(p, "body")
     loops["ours, compile=body"]()  # compiles
     compile_s = time.perf_counter() - t
-    # bf16 autocast (train.dtype=bf16; AVX512-BF16 CPUs run its matmuls natively), ours and the plain loop
-    loops["HF GPT-2, bf16"] = hf_gpt2(p, torch.bfloat16)
-    loops["ours, compile=body, bf16"] = Ours(p, "body", amp=torch.bfloat16)
+    if bf16:  # bf16 autocast (train.dtype=bf16; AVX512-BF16 CPUs run its matmuls natively), ours and plain
+        loops["HF GPT-2, bf16"] = hf_gpt2(p, torch.bfloat16)
+        loops["ours, compile=body, bf16"] = Ours(p, "body", amp=torch.bfloat16)
     for fn in loops.values():  # warm-up: allocator, oneDNN kernels
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in loops}
@@ -135,14 +136,21 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", default="2,1", help="thread counts to measure, comma separated")
+    ap.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time both loops under bf16 autocast (auto: where the CPU has AVX512-BF16; elsewhere it is emulated)",
+    )
     args = ap.parse_args()
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and "avx512_bf16" in machine.cpu_flags())
     p = resolve(args.preset, args.sets)
     tokens = p.train.batch_size * p.model.n_ctx
     m = p.model
     print(f"{m.name} width {m.width} canon {m.canon or '-'} vocab {m.vocab_size} n_ctx {m.n_ctx} batch "
-          f"{p.train.batch_size} loss on {p.train.loss_on} torch {torch.__version__}")  # fmt: skip
+          f"{p.train.batch_size} loss on {p.train.loss_on}; {machine.describe()}")  # fmt: skip
     for threads in (int(t) for t in args.threads.split(",")):
-        r = measure(p, threads, args.steps)
+        r = measure(p, threads, args.steps, bf16)
         base = r["median"]["HF GPT-2"]
         for name, s in r["median"].items():
             wait = r["waits"].get(name)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from physlm import machine
 from physlm.config import ConfigError, ModelConfig, TrainConfig
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
@@ -214,6 +215,8 @@ def _setup(cfg: TrainConfig, n_ctx: int) -> _Run:
         raise ConfigError(
             f"batch_size: {cfg.batch_size} is not a multiple of micro_batch_size * world = {micro} * {world}"
         )
+    if rank == 0:
+        log.info("training on %s", machine.describe(device.type))
     return _Run(rank, world, device, amp_dtype, micro, cfg.batch_size // (micro * world))
 
 
