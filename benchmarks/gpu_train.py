@@ -3,7 +3,7 @@
     python benchmarks/gpu_train.py --preset med-pq --set train.steps=300 --set train.batch_size=64 \
         --set train.micro_batch_size=32 --set train.data_workers=12 --upto probe --json fig.json
     python benchmarks/gpu_train.py --preset tiny --set train.steps=8000 --set train.compile=auto \
-        --out pretrained/tiny                                      # keep the model (whole loss compiled on CUDA)
+        --out physlm/pretrained/tiny-gpu                           # keep the model (whole loss compiled on CUDA)
     python benchmarks/gpu_train.py --dry-run                     # CPU smoke: the tiny preset, a few steps
 
 No pipeline of its own: it plans the preset's steps (physlm.plan) up to ``--upto`` and runs each with its
@@ -18,8 +18,10 @@ the online problems. Then it prints what the steps recorded:
 * evaluation: greedy fully-correct and answer accuracy of every test set, pooled and by op;
 * probes: each V-probe of the trained model against random-init and the majority class.
 
-``--json PATH`` writes every figure (loss curve included); ``--out DIR`` copies the trained model folder
-(config.json, model.safetensors, tokenizer files) there. A short run is far from the paper's 100k steps: the
+``--json PATH`` writes every figure (loss curve included); ``--out DIR`` writes the trained model there as a
+pretrained folder (physlm/store/pretrained.py: the model folder and its card.json), which ``--set
+train.pretrained=DIR`` installs as that train step's output on any machine (or ship it under
+physlm/pretrained/). A short run is far from the paper's 100k steps: the
 accuracies say how far this much training gets, the throughput is what to plan a real run with.
 """
 
@@ -71,7 +73,7 @@ def main(argv=None) -> None:
     ap.add_argument("--upto", default="probe", choices=("train", "evaluate", "probe", "analyze"))
     ap.add_argument("--root", default="./physlm-gpu", help="PHYSLM_ROOT of this run")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    ap.add_argument("--out", default=None, help="copy the trained model folder (with its tokenizer) here")
+    ap.add_argument("--out", default=None, help="write the trained model here as a pretrained folder (with its card)")
     ap.add_argument("--dry-run", action="store_true", help="the tiny preset, CPU, a few steps: checks the script runs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -100,7 +102,7 @@ def main(argv=None) -> None:
     if "probe" in paths:
         report["probes"] = probes(paths["probe"])
     if args.out:
-        copy_model(paths["train"], args.out)
+        export(p, paths, args.out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1, default=str)
@@ -189,27 +191,13 @@ def probes(path: str) -> list[dict]:
     return rows
 
 
-def copy_model(train_path: str, out: str) -> None:
-    """The model folder transformers and physlm load: weights, config, tokenizer, the final checkpoint meta."""
-    from physlm.store import checkpoint, storage
+def export(p, paths: dict, out: str) -> None:
+    """The pretrained folder (physlm/store/pretrained.py): the model folder transformers and physlm load, and its
+    card (train step id, the preset sections, loss curve, machine, accuracy by op)."""
+    from physlm.store import pretrained
 
-    os.makedirs(out, exist_ok=True)
-    last = checkpoint.latest(train_path)
-    names = [
-        "config.json",
-        "model.safetensors",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "physlm_markers.json",
-        checkpoint.META.format(last),
-    ]
-    for name in names:
-        src = storage.join(train_path, name)
-        if storage.exists(src):
-            with open(os.path.join(out, name), "wb") as f:
-                f.write(storage.read_bytes(src))
-    print(f"model: {out} ({', '.join(n for n in names if os.path.exists(os.path.join(out, n)))})")
+    card = pretrained.export(p, paths["train"], out, paths.get("evaluate"))
+    print(f"model: {out} ({', '.join(sorted(card['files']))}, {pretrained.CARD}) = {card['train_step']}")
 
 
 if __name__ == "__main__":

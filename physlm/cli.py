@@ -6,6 +6,7 @@
     physlm report [--out DIR]                                                   (the HTML report)
     physlm repair [PATH ...] [--preset P [--set k=v ...]] [--dry-run]            (verify + recompute damaged steps)
     physlm evaluate-model MODEL_DIR [...]                                        (any local causal LM)
+    physlm export-model OUT [--preset P] [--set k=v ...]                         (a pretrained folder)
 
 The pipeline's commands (``physlm run``, ``physlm generate|train|...|sweep``), which run Prefect flows, are
 added to this same ``app`` by flows/cli.py, the console entry point: the library never imports the
@@ -338,6 +339,36 @@ def evaluate_model(
         share = codec.fallback_tokens / codec.prompt_tokens
         typer.echo(f"fallback: {codec.fallback_tokens} of {codec.prompt_tokens} prompt tokens ({share:.1%}) were "
                    "words outside the model's vocabulary, read through known words or spelt", err=True)  # fmt: skip
+
+
+@app.command("export-model")
+def export_model(
+    out: str = typer.Argument(..., help="The pretrained folder to write (replaced whole): physlm/pretrained/NAME."),
+    preset: str = typer.Option("tiny", help="Whose finished train step (under PHYSLM_ROOT) to export."),
+    sets: list[str] = typer.Option([], "--set", help="Preset override, key=value (repeatable)."),
+    machine: str | None = typer.Option(None, help="Where the run trained, if its train step does not record it."),
+) -> None:
+    """Write a pretrained folder from a preset's finished train step: the model folder (weights, config, tokenizer)
+    and card.json (its train step id, the preset sections it covers, the loss curve, commit, machine, and its
+    evaluate step's accuracy when that is done). `--set train.pretrained=FOLDER` installs it as that train step's
+    output instead of training (in any root; shipped ones: the `<name>-pretrained` presets)."""
+    from physlm.presets import resolve
+    from physlm.stages import evaluate, train
+    from physlm.store import pretrained, storage
+
+    try:
+        p = resolve(preset, sets)
+        step, ev = train.train_step(p), evaluate.evaluate_step(p)
+        if not step.done():
+            fail(f"train step {step.id} of preset {preset!r} is not done under {storage.root()}: run "
+                 f"`physlm train --preset {preset}` first")  # fmt: skip
+        card = pretrained.export(p, step.path(), out, ev.path() if ev.done() else None, machine)
+    except (ConfigError, FileNotFoundError, OSError, ValueError) as e:
+        fail(" ".join(str(e).split())[:300])
+    seen = [a for a in card["accuracy"] if a["test_set"] == "test_seen" and a["op"] > 0]
+    acc = ", ".join(f"op {a['op']} {a['accuracy']:.1%}" for a in seen) or "no evaluation"
+    typer.echo(f"{out}: {card['train_step']} ({card['checkpoint']['name']}, step {card['checkpoint']['step']}, "
+               f"loss {card['checkpoint']['loss']:.3f}); test_seen {acc}")  # fmt: skip
 
 
 def _problems_to_evaluate(model_dir: str, problems: str | None, preset: str, sets: list[str], limit: int):

@@ -389,6 +389,11 @@ class TrainConfig:
     """Online data: DataLoader processes generating the problems (0 = in the training process). The batches
     are the same whatever the number (physlm/model/data.py); a GPU needs several to stay fed."""
 
+    pretrained: str = field(default="", metadata={"hash": False})
+    """Install shipped weights instead of training: a folder of ``physlm/pretrained/`` by name ("tiny") or a local
+    folder written by ``physlm export-model``, whose card must name this very train step (physlm/store/
+    pretrained.py); "" = train. Not hashed: it changes how the step's output is made, not what it is."""
+
     def __post_init__(self) -> None:
         if isinstance(self.betas, list):
             object.__setattr__(self, "betas", tuple(self.betas))

@@ -21,7 +21,9 @@ paper generates training data online, ~120 M problems per model, which the `trai
   plus "test_seen" (fresh problems of the training templates: the family is too small for its template split
   to be typical);
 - `med-pq`, `med-qp`, `hard-pq`, `hard-qp`: the paper's families and formats, 4096 problems per test cell;
-- `grid-tiny`, `grid-size1`, `grid-size2`: the depth x width grids (model shapes `GPT2-l-h`).
+- `grid-tiny`, `grid-size1`, `grid-size2`: the depth x width grids (model shapes `GPT2-l-h`);
+- `NAME-pretrained`, one per shipped model (physlm/pretrained/NAME/): the study whose train step installs those
+  weights instead of training them (`shipped`).
 """
 
 from __future__ import annotations
@@ -236,6 +238,36 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+
+def shipped(name: str, presets: dict[str, Preset]) -> Preset:
+    """``{name}-pretrained``: the preset whose train step installs the shipped model ``name``
+    (``physlm/pretrained/{name}/``, physlm/store/pretrained.py) instead of training it. The sections that train
+    step covers (data, model, tokenizer, train) come from the model's card, so its step id is the one the
+    weights were trained as, whatever the preset that made them (the card's) becomes; evaluate and probe are
+    that preset's."""
+    from physlm.store import pretrained
+    from physlm.store.steps import config_from_dict
+
+    sec = pretrained.read_card(pretrained.locate(name))["preset"]
+    base = presets[sec["name"]]
+    return Preset(
+        name=f"{name}-pretrained",
+        data=config_from_dict(DataConfig, sec["data"]),
+        model=config_from_dict(ModelConfig, sec["model"]),
+        tokenizer=sec["tokenizer"],
+        train=dataclasses.replace(config_from_dict(TrainConfig, sec["train"]), pretrained=name),
+        evaluate=base.evaluate,
+        probe=base.probe,
+    )
+
+
+def _with_shipped(presets: dict[str, Preset]) -> dict[str, Preset]:
+    from physlm.store import pretrained
+
+    return presets | {f"{n}-pretrained": shipped(n, presets) for n in pretrained.names()}
+
+
+PRESETS = _with_shipped(PRESETS)
 
 # ---------------------------------------------------------------------------------------------------------
 # Overrides

@@ -56,6 +56,11 @@ def test_gpu_script_dry_run_trains_evaluates_and_probes(tmp_path):
     from physlm.model.tokenizer import load
 
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "model")).config.num_hidden_layers == 2
+    # ... and it is a pretrained folder: its card names the train step and carries the evaluation's accuracy
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    (trained,) = [d for d in os.listdir(tmp_path / "physlm-gpu" / "train") if not d.startswith(".")]
+    assert card["train_step"] == f"train-{trained}" and card["checkpoint"]["step"] == 4
+    assert {a["test_set"] for a in card["accuracy"]} == {a["test_set"] for a in fig["accuracy"]}
     assert load(str(tmp_path / "model")).vocab_size > 1000
 
 

@@ -597,6 +597,8 @@ BAD_INPUT = [
     ("not-a-model", ["evaluate-model", "/not/a/model"], "local", "/not/a/model is not a model folder"),
     ("model-is-a-file", ["evaluate-model", "/etc/hostname"], "local", "is not a model folder"),
     ("repair-not-a-step", ["repair", "/not/a/step"], "local", "/not/a/step is not a finished step folder"),
+    ("pretrained-unknown", ["train", "--preset", "tiny", "--set", "train.pretrained=no"], "local", "neither a shipped"),
+    ("export-untrained", ["export-model", "{cwd}/out"], "local", "is not done under"),
     ("repair-set-alone", ["repair", "--set", "a=b"], "local", "--set needs --preset"),
     ("repair-preset", ["repair", "--preset", "nope"], "local", "unknown preset 'nope'"),
     ("report-unwritable", ["report", "--out", "/proc/physlm-report"], "local", "cannot write the report"),

@@ -233,6 +233,9 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
     opt = make_optimizer(model, cfg, fused=run.device.type == "cuda")
     state = {"step": 0, "position": None, "tokens_seen": 0, "resumed_from": None, "checkpoint": None}
     last = checkpoint.latest(out_dir) if resume else None
+    if last is not None and checkpoint.read_meta(out_dir, last).get("state_file", "") is None:
+        raise ConfigError(f"{out_dir}: checkpoint {last} was installed from shipped weights (train.pretrained) and "
+                          "holds no optimizer state to resume from; train with --force to start over")  # fmt: skip
     if last is not None:
         # Weights, optimizer moments, data position and RNG streams: everything step `last` depends on.
         checkpoint.load_weights(out_dir, last, model)
@@ -373,7 +376,8 @@ def train(
     last = history[-1]["loss"] if history else None
     return {"step": step, "tokens_seen": tokens_seen, "loss": last, "history": history, "dropped": dropped,
             "checkpoint": state["checkpoint"], "resumed_from": state["resumed_from"], "params": model_cfg.params(),
-            "non_embedding_params": model_cfg.non_embedding_params()}  # fmt: skip
+            "non_embedding_params": model_cfg.non_embedding_params(),
+            "machine": machine.describe(str(run.device))}  # fmt: skip
 
 
 def _checkpoint(out_dir, model, opt, model_cfg, cfg, run: _Run, done: dict, state: dict, on_checkpoint) -> str:

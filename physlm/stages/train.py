@@ -6,7 +6,9 @@ distribution on record, online or not). It trains in the step's staging folder (
 stable across restarts, so a killed or retried run resumes from its last checkpoint), then finishes the step
 with every checkpoint, the tokenizer files and a ``save_pretrained`` copy of the final model
 (``config.json`` + ``model.safetensors``), and registers each checkpoint in the registry
-(``physlm sql "select * from checkpoints"``). The loop itself is physlm/model/train.py.
+(``physlm sql "select * from checkpoints"``). The loop itself is physlm/model/train.py. With
+``train.pretrained`` the final checkpoint is installed from shipped weights instead (physlm/store/pretrained.py:
+their card must name this step), and the step is finished the same way.
 
 A train step's id is cheap: the config is the preset's own objects (no tokenizer is built, no problem
 generated). Whether the context holds the family's problems (:func:`check_context`) is checked before any
@@ -41,7 +43,8 @@ def train_step(preset: Preset) -> Step:
 
 def describe(step: Step) -> str:
     cfg: TrainStepConfig = step.config
-    return f"{cfg.model.name}, {cfg.train.steps} steps"
+    made = f", installed from pretrained {cfg.train.pretrained!r}" if cfg.train.pretrained else ""
+    return f"{cfg.model.name}, {cfg.train.steps} steps{made}"
 
 
 def tokenizer_for(kind: str):
@@ -79,8 +82,14 @@ def check_context(cfg: TrainStepConfig, gen) -> None:
 
 
 def check_preset(preset: Preset) -> None:
-    """:func:`check_context` for a preset (the CLI calls it before any work)."""
-    check_context(train_step(preset).config, generate.dataset_step(preset, "train").config.gen)
+    """:func:`check_context` for a preset, and that its ``train.pretrained`` weights are this train step's (the
+    CLI calls it before any work)."""
+    step = train_step(preset)
+    if preset.train.pretrained:
+        from physlm.store import pretrained
+
+        pretrained.check(preset.train.pretrained, step)
+    check_context(step.config, generate.dataset_step(preset, "train").config.gen)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -101,17 +110,20 @@ def run(step: Step, force: bool = False) -> str:
 def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
     from physlm.model import data as pdata
     from physlm.model.train import train
-    from physlm.store import checkpoint
+    from physlm.store import checkpoint, pretrained
 
     cfg: TrainStepConfig = step.config
     work = parts_path(step)
     tok = tokenizer_for(cfg.tokenizer)
     tok.save(work)
-    if cfg.online:
-        source = pdata.online(data_step.config.gen, tok, cfg.train)
+    if cfg.train.pretrained:  # shipped weights: their card names this step (physlm/store/pretrained.py)
+        summary = pretrained.install(cfg.train.pretrained, step, work)
     else:
-        source = pdata.PackedShards(data_step.path(), tok)
-    summary = train(cfg.model, cfg.train, source, work, resume=not force)
+        if cfg.online:
+            source = pdata.online(data_step.config.gen, tok, cfg.train)
+        else:
+            source = pdata.PackedShards(data_step.path(), tok)
+        summary = train(cfg.model, cfg.train, source, work, resume=not force)
     _write_events(work, cfg)
     parts = _save_final(work)
     path = finalize_parts(step, parts, info=lambda out: {"train_summary": _jsonable(summary)}, force=force)
@@ -161,7 +173,7 @@ def _write_events(work: str, cfg: TrainStepConfig) -> None:
 
 
 def _jsonable(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None), list))}
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, type(None), list, dict))}
 
 
 def final_checkpoint_id(train_path: str) -> str:

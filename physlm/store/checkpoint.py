@@ -70,12 +70,14 @@ def _unique_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save(folder: str, step: int, model: torch.nn.Module, optimizer, meta: dict, extra: dict) -> str:
-    """Write the three files of checkpoint ``step``; returns the meta file's URL."""
+def save(folder: str, step: int, model: torch.nn.Module, optimizer, meta: dict, extra: dict | None = None) -> str:
+    """Write the three files of checkpoint ``step``; returns the meta file's URL. ``optimizer=None``: the weights
+    and meta only (a final checkpoint installed from shipped weights, physlm/store/pretrained.py: not resumable)."""
     storage.write_bytes(storage.join(folder, MODEL.format(step)), st_save(_unique_state_dict(model)))
-    buf = io.BytesIO()
-    torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(), **extra}, buf)
-    storage.write_bytes(storage.join(folder, STATE.format(step)), buf.getvalue())
+    if optimizer is not None:
+        buf = io.BytesIO()
+        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(), **(extra or {})}, buf)
+        storage.write_bytes(storage.join(folder, STATE.format(step)), buf.getvalue())
     url = storage.join(folder, META.format(step))
     storage.write_json(
         url,
@@ -84,7 +86,7 @@ def save(folder: str, step: int, model: torch.nn.Module, optimizer, meta: dict, 
             "step": step,
             "created_at": time.time(),
             "model_file": MODEL.format(step),
-            "state_file": STATE.format(step),
+            "state_file": STATE.format(step) if optimizer is not None else None,
         },
     )
     return url
