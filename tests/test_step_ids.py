@@ -26,6 +26,22 @@ GOLDEN = {
         "probe": "1417f25e",
         "analyze": "0d600d42",
     },
+    # installs physlm/pretrained/tiny (its card's train step): tiny's steps while tiny's recipe is the card's; its
+    # generate and train ids stay when tiny's recipe changes (evaluate and probe follow tiny's sections)
+    "tiny-pretrained": {
+        "generate:train": "dcadbd46",
+        "generate:test_id": "5bb7ffcc",
+        "generate:test_seen": "e3ae965e",
+        "generate:test_op4": "d33ac535",
+        "generate:test_op5": "3ba52513",
+        "generate:test_op6": "198f4b55",
+        "generate:test_reask": "292785e4",
+        "generate:test_reask_seen": "97345f73",
+        "train": "f1cc07aa",
+        "evaluate": "e464e0e4",
+        "probe": "1417f25e",
+        "analyze": "0d600d42",
+    },
     "med-pq": {
         "generate:train": "f9e011d4",
         "generate:test_id": "0256044b",
