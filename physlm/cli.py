@@ -355,6 +355,7 @@ def export_model(
     from physlm.presets import resolve
     from physlm.stages import evaluate, train
     from physlm.store import pretrained, storage
+    from physlm.store.steps import CorruptStep, StepLoadError
 
     try:
         p = resolve(preset, sets)
@@ -363,7 +364,7 @@ def export_model(
             fail(f"train step {step.id} of preset {preset!r} is not done under {storage.root()}: run "
                  f"`physlm train --preset {preset}` first")  # fmt: skip
         card = pretrained.export(p, step.path(), out, ev.path() if ev.done() else None, machine)
-    except (ConfigError, FileNotFoundError, OSError, ValueError) as e:
+    except (ConfigError, OSError, ValueError, KeyError, CorruptStep, StepLoadError) as e:
         fail(" ".join(str(e).split())[:300])
     seen = [a for a in card["accuracy"] if a["test_set"] == "test_seen" and a["op"] > 0]
     acc = ", ".join(f"op {a['op']} {a['accuracy']:.1%}" for a in seen) or "no evaluation"

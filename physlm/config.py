@@ -24,6 +24,7 @@ the CLI's checks and ``physlm sql`` stay light.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -414,6 +415,8 @@ class TrainConfig:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
         if not (self.arith_weight > 0 and self.plan_weight > 0):
             raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
+        if "/" in self.pretrained or self.pretrained.startswith((".", "~")):  # a folder: where it is, from anywhere
+            object.__setattr__(self, "pretrained", os.path.abspath(os.path.expanduser(self.pretrained)))
         for name, allowed in (
             ("loss_on", ("solution", "all")),
             ("compile", ("auto", "on", "body", "off")),

@@ -239,32 +239,41 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def shipped(name: str, presets: dict[str, Preset]) -> Preset:
+def shipped(name: str) -> Preset:
     """``{name}-pretrained``: the preset whose train step installs the shipped model ``name``
-    (``physlm/pretrained/{name}/``, physlm/store/pretrained.py) instead of training it. The sections that train
-    step covers (data, model, tokenizer, train) come from the model's card, so its step id is the one the
-    weights were trained as, whatever the preset that made them (the card's) becomes; evaluate and probe are
-    that preset's."""
+    (``physlm/pretrained/{name}/``, physlm/store/pretrained.py) instead of training it, every section as the
+    model's card records it: its train step is the one the weights were trained as, and its evaluate and probe
+    steps the ones measured with them, whatever the preset that made them becomes."""
     from physlm.store import pretrained
     from physlm.store.steps import config_from_dict
 
     sec = pretrained.read_card(pretrained.locate(name))["preset"]
-    base = presets[sec["name"]]
     return Preset(
         name=f"{name}-pretrained",
         data=config_from_dict(DataConfig, sec["data"]),
         model=config_from_dict(ModelConfig, sec["model"]),
         tokenizer=sec["tokenizer"],
         train=dataclasses.replace(config_from_dict(TrainConfig, sec["train"]), pretrained=name),
-        evaluate=base.evaluate,
-        probe=base.probe,
+        evaluate=config_from_dict(EvalConfig, sec["evaluate"]),
+        probe=config_from_dict(ProbeConfig, sec["probe"]),
     )
 
 
 def _with_shipped(presets: dict[str, Preset]) -> dict[str, Preset]:
+    """``presets`` and a ``NAME-pretrained`` preset per shipped model; a folder whose card cannot make one (bad
+    JSON, a config field this physlm does not know, sections that do not fit together) is left out with a
+    warning, so that one bad card never stops every command."""
+    import logging
+
     from physlm.store import pretrained
 
-    return presets | {f"{n}-pretrained": shipped(n, presets) for n in pretrained.names()}
+    out = dict(presets)
+    for n in pretrained.names():
+        try:
+            out[f"{n}-pretrained"] = shipped(n)
+        except (ConfigError, ValueError, KeyError, TypeError) as e:
+            logging.getLogger(__name__).warning("physlm/pretrained/%s left out: %s", n, " ".join(str(e).split()))
+    return out
 
 
 PRESETS = _with_shipped(PRESETS)

@@ -50,16 +50,23 @@ def test_export_then_install_elsewhere_is_the_same_step(tmp_path, monkeypatch):
     assert evaluate.is_physlm_model(str(tmp_path / "shipped"))
 
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "b"))
-    q = resolve("tiny", TINY + [f"train.pretrained={tmp_path / 'shipped'}"])
+    monkeypatch.chdir(tmp_path)
+    q = resolve("tiny", TINY + ["train.pretrained=./shipped"])
+    assert q.train.pretrained == str(tmp_path / "shipped")  # a folder is kept as an absolute path
     _train_data(q)
     step = train.train_step(q)
     assert step.id == train.train_step(p).id  # the same step: `train.pretrained` is not hashed
+    # a killed training run of the same step left a checkpoint in the staging folder: the install replaces it
+    staging = steps.parts_path(step)
+    os.makedirs(staging)
+    for name in ("model_000002.safetensors", "state_000002.pt", "meta_000002.json"):
+        shutil.copy(os.path.join(trained, name), staging)
     installed = train.run(step)
     assert step.done() and checkpoint.steps(installed) == [4]
     assert not os.path.exists(os.path.join(installed, "state_000004.pt"))  # nothing to resume: it is final
     a, b = checkpoint.load_model(trained), checkpoint.load_model(installed)
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+    assert list(a.state_dict()) == list(b.state_dict())
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     rows = registry.list_checkpoints().to_pylist()
     assert [(r["step"], r["final"], r["train_hash"]) for r in rows] == [(4, True, step.hash)]
     info = steps.read_info(installed)["train_summary"]
@@ -84,11 +91,43 @@ def test_install_refuses_another_recipe_and_altered_files(tmp_path, monkeypatch)
     (altered / "model.safetensors").write_bytes(bytes(data))
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "b"))
     q = resolve("tiny", TINY + [f"train.pretrained={altered}"])
+    with pytest.raises(ConfigError, match="model.safetensors does not match its card"):
+        train.check_preset(q)  # what the CLI calls before any work
+    assert not os.path.exists(tmp_path / "b")
     _train_data(q)
     with pytest.raises(ConfigError, match="model.safetensors does not match its card"):
         train.run(train.train_step(q))
+    assert not train.train_step(q).done()
     with pytest.raises(ConfigError, match=r"train.pretrained: 'nowhere' is neither a shipped model"):
         pretrained.locate("nowhere")
+
+
+def test_export_never_replaces_another_folder_and_bad_cards_are_left_out(tmp_path, monkeypatch):
+    from physlm import presets
+
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "a"))
+    p = resolve("tiny", TINY)
+    _train_data(p)
+    trained = train.run(train.train_step(p))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not a pretrained folder"):
+        pretrained.export(p, trained, str(tmp_path / "mine"))
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    shelf = tmp_path / "shelf"
+    pretrained.export(p, trained, str(shelf / "good"))
+    pretrained.export(p, trained, str(shelf / "good"))  # a pretrained folder is replaced whole
+    shutil.copytree(shelf / "good", shelf / ".export-half")  # a half-written export is never a shipped model
+    (shelf / "bad").mkdir()
+    (shelf / "bad" / "card.json").write_text("{not json")
+    monkeypatch.setattr(pretrained, "SHIPPED", str(shelf))
+    assert pretrained.names() == ["bad", "good"]
+    base = {k: v for k, v in PRESETS.items() if not k.endswith("-pretrained")}
+    got = presets._with_shipped(base)
+    assert set(got) - set(base) == {"good-pretrained"}
+    assert got["good-pretrained"].train.pretrained == "good" and train.train_step(got["good-pretrained"]).id == (
+        train.train_step(p).id
+    )
 
 
 def test_export_model_command(tmp_path, monkeypatch):
@@ -121,6 +160,7 @@ def test_shipped_models_install_as_their_presets_and_solve_problems(tmp_path):
         step = train.train_step(p)
         card = pretrained.read_card(pretrained.locate(name))
         assert step.id == card["train_step"] and p.train.pretrained == name
+        train.tokenizer_for(p.tokenizer).save(str(tmp_path / name))  # as the stage does: the same bytes as shipped
         summary = pretrained.install(name, step, str(tmp_path / name))
         assert checkpoint.steps(str(tmp_path / name)) == [card["checkpoint"]["step"]] == [summary["step"]]
 

@@ -26,8 +26,8 @@ GOLDEN = {
         "probe": "1417f25e",
         "analyze": "0d600d42",
     },
-    # installs physlm/pretrained/tiny (its card's train step): tiny's steps while tiny's recipe is the card's; its
-    # generate and train ids stay when tiny's recipe changes (evaluate and probe follow tiny's sections)
+    # installs physlm/pretrained/tiny (every section from its card): tiny's steps while tiny is the card's; they
+    # stay when tiny changes
     "tiny-pretrained": {
         "generate:train": "dcadbd46",
         "generate:test_id": "5bb7ffcc",

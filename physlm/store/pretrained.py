@@ -4,8 +4,9 @@ A *pretrained folder* is a model folder that transformers and physlm load (``con
 ``model.safetensors``, the tokenizer files, ``physlm_markers.json``) plus ``card.json``:
 
 * ``train_step``: the id of the train step whose output the weights are (``train-<hash>``);
-* ``preset``: the preset sections that step covers (``data``, ``model``, ``tokenizer``, ``train``; all fields),
-  so a preset that installs the weights is rebuilt from the card, whatever the named preset becomes later;
+* ``preset``: the preset's name and sections (``data``, ``model``, ``tokenizer``, ``train``, ``evaluate``,
+  ``probe``; all fields), so a preset that installs the weights is rebuilt from the card, whatever the named
+  preset becomes later;
 * ``checkpoint``: the final checkpoint's meta (step, tokens seen, loss, model and train configs);
 * ``loss_curve``: ``[step, tokens_seen, loss]`` of every checkpoint of the run (only the final weights ship);
 * ``trained``: the commit, machine and time of the run; ``accuracy``: its evaluate step's greedy accuracy
@@ -34,9 +35,12 @@ from physlm.store import storage
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 """The folders shipped with physlm (package data): ``physlm/pretrained/<name>/``."""
 CARD = "card.json"
-MODEL_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
-               "tokenizer_config.json", "physlm_markers.json")  # fmt: skip
-"""What a model folder holds (generation_config.json where transformers wrote one)."""
+REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "physlm_markers.json")
+"""What a pretrained folder must hold (and its card list): the model folder physlm and transformers load."""
+MODEL_FILES = (*REQUIRED, "generation_config.json")
+"""Every file an export copies (generation_config.json where transformers wrote one)."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "physlm_markers.json")
+"""The tokenizer's files: the train stage writes them itself, and they must be the shipped ones."""
 FORMAT = 1
 
 
@@ -44,23 +48,37 @@ def names() -> list[str]:
     """The shipped pretrained folders."""
     if not os.path.isdir(SHIPPED):
         return []
-    return sorted(n for n in os.listdir(SHIPPED) if os.path.isfile(os.path.join(SHIPPED, n, CARD)))
+    found = (n for n in os.listdir(SHIPPED) if not n.startswith("."))  # not a half-written export
+    return sorted(n for n in found if os.path.isfile(os.path.join(SHIPPED, n, CARD)))
+
+
+def is_path(ref: str) -> bool:
+    """A ``train.pretrained`` value naming a folder (``./tiny``, ``/x/y``, ``a/b``), not a shipped name."""
+    return "/" in ref or ref.startswith(".") or ref.startswith("~")
 
 
 def locate(ref: str) -> str:
-    """The folder of ``ref``: a shipped name (``tiny``) or a local folder holding a card; else ConfigError."""
-    for folder in (os.path.join(SHIPPED, ref), ref):
-        if ref and os.path.isfile(os.path.join(folder, CARD)):
-            return os.path.abspath(folder)
+    """The folder of ``ref``: a shipped name (``tiny``) or a path to a folder holding a card; else ConfigError."""
+    folder = os.path.expanduser(ref) if is_path(ref) else os.path.join(SHIPPED, ref)
+    if ref and os.path.isfile(os.path.join(folder, CARD)):
+        return os.path.abspath(folder)
     shipped = ", ".join(names()) or "none"
     raise ConfigError(f"train.pretrained: {ref!r} is neither a shipped model ({shipped}) nor a folder with a {CARD}")
 
 
 def read_card(folder: str) -> dict:
-    with open(os.path.join(folder, CARD)) as f:
-        card = json.load(f)
-    if card.get("format") != FORMAT:
-        raise ConfigError(f"train.pretrained: {folder}/{CARD} has format {card.get('format')!r}, expected {FORMAT}")
+    """The card of a pretrained folder; ConfigError if it is unreadable, of another format or lists too little."""
+    try:
+        with open(os.path.join(folder, CARD)) as f:
+            card = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"train.pretrained: {folder}/{CARD} is unreadable ({type(e).__name__}: {e})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        got = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise ConfigError(f"train.pretrained: {folder}/{CARD} has format {got!r}, expected {FORMAT}")
+    missing = [n for n in REQUIRED if n not in card.get("files", {})]
+    if missing:
+        raise ConfigError(f"train.pretrained: {folder}/{CARD} lists no {', '.join(missing)}")
     return card
 
 
@@ -77,19 +95,25 @@ def export(preset, train_path: str, out: str, evaluate_path: str | None = None, 
     for a step that does not record it. ``out`` is replaced whole: written beside it, then renamed into place."""
     from physlm.store import checkpoint, steps
 
+    _check_target(out)
     step = steps.load(train_path)
     info = steps.read_info(train_path)
     metas = [checkpoint.read_meta(train_path, s) for s in checkpoint.steps(train_path)]
     if not metas:
         raise FileNotFoundError(f"{train_path}: no checkpoint to export")
-    sections = {"data": preset.data, "model": preset.model, "tokenizer": preset.tokenizer, "train": preset.train}
+    installed = info.get("train_summary", {}).get("pretrained")  # an installed step: its weights' own history
+    curve = [[m["step"], m["tokens_seen"], m["loss"]] for m in metas]
+    sections = {"data": preset.data, "model": preset.model, "tokenizer": preset.tokenizer, "train": preset.train,
+                "evaluate": preset.evaluate, "probe": preset.probe}  # fmt: skip
     card = {
         "format": FORMAT,
         "train_step": step.id,
         "preset": {"name": preset.name, **{k: _dict(v) for k, v in sections.items()}},
         "checkpoint": metas[-1],
-        "loss_curve": [[m["step"], m["tokens_seen"], m["loss"]] for m in metas],
-        "trained": {
+        "loss_curve": installed["loss_curve"] if installed else curve,
+        "trained": installed["trained"]
+        if installed
+        else {
             "git_sha": info.get("code", {}).get("git_sha"),
             "machine": info.get("train_summary", {}).get("machine") or machine,
             "ended_at": info.get("ended_at"),
@@ -102,9 +126,8 @@ def export(preset, train_path: str, out: str, evaluate_path: str | None = None, 
     work = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         for name in MODEL_FILES:
-            url = storage.join(train_path, name)
-            if storage.exists(url):
-                data = storage.read_bytes(url)
+            if storage.exists(storage.join(train_path, name)):
+                data = steps.read_checked(train_path, name)  # against step.json: never ship damaged bytes
                 with open(os.path.join(work, name), "wb") as f:
                     f.write(data)
                 card["files"][name] = {"bytes": len(data), "sha256": _sha256(data)}
@@ -131,14 +154,28 @@ def _accuracy(evaluate_path: str) -> list[dict]:
     return [{k: r[k] for k in keep} for r in rows if r["decoding"] == "greedy"]
 
 
+def _check_target(out: str) -> None:
+    """FileExistsError unless ``out`` is missing, an empty folder, or a pretrained folder (which is replaced):
+    an export never deletes anything else."""
+    ours = os.path.isdir(out) and (not os.listdir(out) or os.path.isfile(os.path.join(out, CARD)))
+    if os.path.exists(out) and not ours:
+        raise FileExistsError(f"{out} exists and is not a pretrained folder (no {CARD}): choose a new folder")
+
+
 def _replace_dir(new: str, out: str) -> None:
-    """Rename ``new`` to ``out``; a folder already at ``out`` is moved aside first and removed last."""
+    """Rename ``new`` to ``out``; a folder already at ``out`` is moved aside first, put back if the rename
+    fails, removed last."""
     old = None
     if os.path.exists(out):
         old = tempfile.mkdtemp(prefix=".replaced-", dir=os.path.dirname(os.path.abspath(out)))
         os.rmdir(old)
         os.rename(out, old)
-    os.rename(new, out)
+    try:
+        os.rename(new, out)
+    except OSError:
+        if old:
+            os.rename(old, out)
+        raise
     if old:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -147,8 +184,8 @@ def _replace_dir(new: str, out: str) -> None:
 
 
 def check(ref: str, step) -> tuple[str, dict]:
-    """``(folder, card)`` of ``ref`` if its card names train step ``step``, else a one-line ConfigError (cheap:
-    the CLI calls it before any work)."""
+    """``(folder, card)`` of ``ref`` if its card names train step ``step`` and every file matches the card's
+    SHA-256, else a one-line ConfigError (the CLI calls it before any work: ~1 MB to hash)."""
     folder = locate(ref)
     card = read_card(folder)
     if card["train_step"] != step.id:
@@ -156,21 +193,33 @@ def check(ref: str, step) -> tuple[str, dict]:
             f"train.pretrained: {ref!r} holds the weights of {card['train_step']} (preset "
             f"{card['preset']['name']!r}), but this preset's train step is {step.id}: another recipe"
         )
+    for name, rec in card["files"].items():
+        try:
+            with open(os.path.join(folder, name), "rb") as f:
+                ok = _sha256(f.read()) == rec["sha256"]
+        except OSError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"train.pretrained: {folder}/{name} does not match its card (altered or missing)")
     return folder, card
 
 
 def install(ref: str, step, work: str) -> dict:
     """Write the final checkpoint of train step ``step`` into its staging folder ``work`` from the pretrained
-    folder ``ref`` (name or path); returns the step's train summary. ConfigError if the folder is the output of
-    another train step or its files do not match its card."""
+    folder ``ref`` (name or path), after :func:`check`; returns the step's train summary. Checkpoints a killed
+    training run left in ``work`` are removed first (a step holds one run's checkpoints); the tokenizer the
+    stage wrote there must be the shipped one (else ConfigError: this physlm frames text otherwise)."""
     from physlm.model import gpt
     from physlm.store import checkpoint
 
     folder, card = check(ref, step)
-    for name, rec in card["files"].items():
-        with open(os.path.join(folder, name), "rb") as f:
-            if _sha256(f.read()) != rec["sha256"]:
-                raise ConfigError(f"train.pretrained: {folder}/{name} does not match its card (altered or damaged)")
+    for name in TOKENIZER_FILES:
+        if _sha256(storage.read_bytes(storage.join(work, name))) != card["files"][name]["sha256"]:
+            raise ConfigError(f"train.pretrained: {ref!r} was trained with another {name} than this physlm writes")
+    for s in checkpoint.steps(work):  # meta first: a checkpoint stops existing before its files go
+        for pattern in (checkpoint.META, checkpoint.MODEL, checkpoint.STATE):
+            if storage.exists(storage.join(work, pattern.format(s))):
+                storage.remove(storage.join(work, pattern.format(s)))
     meta = dict(card["checkpoint"])
     model = gpt.load(folder)
     checkpoint.save(work, meta["step"], model, None, {k: meta[k] for k in _META_KEYS if k in meta})
@@ -179,7 +228,7 @@ def install(ref: str, step, work: str) -> dict:
         "tokens_seen": meta["tokens_seen"],
         "loss": meta["loss"],
         "history": [],
-        "pretrained": {"folder": ref, "trained": card["trained"], "loss_curve": card["loss_curve"]},
+        "pretrained": {"folder": folder, "trained": card["trained"], "loss_curve": card["loss_curve"]},
         "params": step.config.model.params(),
         "non_embedding_params": step.config.model.non_embedding_params(),
     }
