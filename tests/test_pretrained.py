@@ -4,6 +4,7 @@ files; and the folder shipped with physlm, whose preset installs a model that so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -100,6 +101,22 @@ def test_install_refuses_another_recipe_and_altered_files(tmp_path, monkeypatch)
     assert not train.train_step(q).done()
     with pytest.raises(ConfigError, match=r"train.pretrained: 'nowhere' is neither a shipped model"):
         pretrained.locate("nowhere")
+
+    # a consistent card over another vocabulary (two tokens' ids swapped): the text would be framed otherwise
+    other = tmp_path / "other-vocab"
+    shutil.copytree(tmp_path / "shipped", other)
+    tj = json.loads((other / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    a, b = list(vocab)[10:12]
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (other / "tokenizer.json").write_text(json.dumps(tj))
+    card = json.loads((other / "card.json").read_text())
+    card["files"]["tokenizer.json"]["sha256"] = hashlib.sha256((other / "tokenizer.json").read_bytes()).hexdigest()
+    (other / "card.json").write_text(json.dumps(card))
+    r = resolve("tiny", TINY + [f"train.pretrained={other}"])
+    train.check_preset(r)  # the card is consistent
+    with pytest.raises(ConfigError, match="another vocabulary than this physlm's tokenizer"):
+        train.run(train.train_step(r))
 
 
 def test_export_never_replaces_another_folder_and_bad_cards_are_left_out(tmp_path, monkeypatch):

@@ -39,8 +39,6 @@ REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_con
 """What a pretrained folder must hold (and its card list): the model folder physlm and transformers load."""
 MODEL_FILES = (*REQUIRED, "generation_config.json")
 """Every file an export copies (generation_config.json where transformers wrote one)."""
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "physlm_markers.json")
-"""The tokenizer's files: the train stage writes them itself, and they must be the shipped ones."""
 FORMAT = 1
 
 
@@ -208,14 +206,16 @@ def install(ref: str, step, work: str) -> dict:
     """Write the final checkpoint of train step ``step`` into its staging folder ``work`` from the pretrained
     folder ``ref`` (name or path), after :func:`check`; returns the step's train summary. Checkpoints a killed
     training run left in ``work`` are removed first (a step holds one run's checkpoints); the tokenizer the
-    stage wrote there must be the shipped one (else ConfigError: this physlm frames text otherwise)."""
+    stage wrote there must have the shipped one's vocabulary and markers (else ConfigError: this physlm would
+    frame text otherwise; the JSON bytes may differ between versions of the tokenizers library)."""
     from physlm.model import gpt
+    from physlm.model.tokenizer import load
     from physlm.store import checkpoint
 
     folder, card = check(ref, step)
-    for name in TOKENIZER_FILES:
-        if _sha256(storage.read_bytes(storage.join(work, name))) != card["files"][name]["sha256"]:
-            raise ConfigError(f"train.pretrained: {ref!r} was trained with another {name} than this physlm writes")
+    ours, theirs = load(work), load(folder)
+    if (ours.kind, ours.markers, ours.tok.get_vocab()) != (theirs.kind, theirs.markers, theirs.tok.get_vocab()):
+        raise ConfigError(f"train.pretrained: {ref!r} was trained with another vocabulary than this physlm's tokenizer")
     for s in checkpoint.steps(work):  # meta first: a checkpoint stops existing before its files go
         for pattern in (checkpoint.META, checkpoint.MODEL, checkpoint.STATE):
             if storage.exists(storage.join(work, pattern.format(s))):
