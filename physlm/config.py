@@ -327,6 +327,11 @@ class ModelConfig:
         return 6 * (self.non_embedding_params() + self.vocab_size * self.width) + 12 * self.n_layer * self.width * t
 
 
+def names_folder(ref: str) -> bool:
+    """A ``train.pretrained`` value naming a folder (``./tiny``, ``~/x``, ``a/b``), not a shipped model's name."""
+    return "/" in ref or ref.startswith((".", "~"))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training recipe (spec C.2 by default; physlm/model/train.py runs it)."""
@@ -415,7 +420,7 @@ class TrainConfig:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
         if not (self.arith_weight > 0 and self.plan_weight > 0):
             raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
-        if "/" in self.pretrained or self.pretrained.startswith((".", "~")):  # a folder: where it is, from anywhere
+        if names_folder(self.pretrained):  # a folder: kept as where it is, so it is found from anywhere
             object.__setattr__(self, "pretrained", os.path.abspath(os.path.expanduser(self.pretrained)))
         for name, allowed in (
             ("loss_on", ("solution", "all")),

@@ -92,6 +92,14 @@ def save(folder: str, step: int, model: torch.nn.Module, optimizer, meta: dict, 
     return url
 
 
+def remove(folder: str, step: int) -> None:
+    """Delete checkpoint ``step``: its meta first, so that it stops existing before its other files go."""
+    for name in (META, MODEL, STATE):
+        url = storage.join(folder, name.format(step))
+        if storage.exists(url):
+            storage.remove(url)
+
+
 def load_weights(folder: str, step: int, model: torch.nn.Module) -> None:
     """Load checkpoint ``step``'s weights into ``model`` in place (tied weights restored through the tie)."""
     sd = st_load(storage.read_bytes(storage.join(folder, MODEL.format(step))))

@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 
-from physlm.config import ConfigError
+from physlm.config import ConfigError, names_folder
 from physlm.store import storage
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
@@ -50,14 +50,9 @@ def names() -> list[str]:
     return sorted(n for n in found if os.path.isfile(os.path.join(SHIPPED, n, CARD)))
 
 
-def is_path(ref: str) -> bool:
-    """A ``train.pretrained`` value naming a folder (``./tiny``, ``/x/y``, ``a/b``), not a shipped name."""
-    return "/" in ref or ref.startswith(".") or ref.startswith("~")
-
-
 def locate(ref: str) -> str:
     """The folder of ``ref``: a shipped name (``tiny``) or a path to a folder holding a card; else ConfigError."""
-    folder = os.path.expanduser(ref) if is_path(ref) else os.path.join(SHIPPED, ref)
+    folder = os.path.expanduser(ref) if names_folder(ref) else os.path.join(SHIPPED, ref)
     if ref and os.path.isfile(os.path.join(folder, CARD)):
         return os.path.abspath(folder)
     shipped = ", ".join(names()) or "none"
@@ -216,10 +211,8 @@ def install(ref: str, step, work: str) -> dict:
     ours, theirs = load(work), load(folder)
     if (ours.kind, ours.markers, ours.tok.get_vocab()) != (theirs.kind, theirs.markers, theirs.tok.get_vocab()):
         raise ConfigError(f"train.pretrained: {ref!r} was trained with another vocabulary than this physlm's tokenizer")
-    for s in checkpoint.steps(work):  # meta first: a checkpoint stops existing before its files go
-        for pattern in (checkpoint.META, checkpoint.MODEL, checkpoint.STATE):
-            if storage.exists(storage.join(work, pattern.format(s))):
-                storage.remove(storage.join(work, pattern.format(s)))
+    for s in checkpoint.steps(work):
+        checkpoint.remove(work, s)
     meta = dict(card["checkpoint"])
     model = gpt.load(folder)
     checkpoint.save(work, meta["step"], model, None, {k: meta[k] for k in _META_KEYS if k in meta})
