@@ -5,8 +5,11 @@
 
 Two rates per family: in process (``generate`` in a loop) and whole process (``physlm sample --family F
 --count N`` to /dev/null, pinned to one core with ``taskset -c 0`` where it exists: start-up, JSON output and
-all). The authors' generator cannot be fetched on this offline machine, so the ratios divide by recorded
-figures, each named where it is printed:
+all); each with the rejection loop's draws in C (physlm/igsm/draws.py, the default when the extension is built)
+and, as the in-run baseline, every draw in Python (``PHYSLM_NATIVE_DRAWS=0``, the generator before the C path).
+
+The authors' generator cannot be fetched on this offline machine, so the ratios divide by recorded figures, each
+named where it is printed:
 - med: 31.5 problems/s, the authors' generator measured whole process on one core of an idle machine of this
   type (issue 17; 23-29/s under load); the spec's older A.9 figure is 21/s (0.047 s per problem);
 - hard: 13.2/s, spec A.9 (0.076 s per problem, measured elsewhere): no same-machine figure exists; scaled by
@@ -16,6 +19,7 @@ figures, each named where it is printed:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics as st
 import subprocess
@@ -24,6 +28,7 @@ import time
 from collections import Counter
 
 from physlm import machine
+from physlm.igsm import draws
 from physlm.igsm.check import check
 from physlm.igsm.config import HARD, MED, GenConfig
 from physlm.igsm.generate import generate
@@ -100,13 +105,22 @@ PIN = ["taskset", "-c", "0"] if shutil.which("taskset") else []
 PIN_NOTE = ", taskset -c 0" if PIN else ""
 
 
-def whole_process(family: str, n: int) -> float:
-    """Problems/s of ``physlm sample --family F --count n`` as a fresh process, output to /dev/null."""
+def whole_process(family: str, n: int, native: bool) -> float:
+    """Problems/s of ``physlm sample --family F --count n`` as a fresh process, output to /dev/null; ``native``
+    False sets PHYSLM_NATIVE_DRAWS=0 (every draw in Python)."""
     code = "import sys; from flows.cli import main; sys.argv[0] = 'physlm'; main()"
     cmd = [*PIN, sys.executable, "-c", code, "sample", "--family", family, "--count", str(n)]
+    env = {**os.environ, "PHYSLM_NATIVE_DRAWS": "1" if native else "0"}
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
     return n / (time.perf_counter() - t)
+
+
+def in_process(cfg: GenConfig, n: int, native: bool) -> tuple[float, list]:
+    with draws.native(native):
+        t = time.perf_counter()
+        problems = [generate(cfg, seed) for seed in range(n)]
+        return n / (time.perf_counter() - t), problems
 
 
 def main() -> None:
@@ -114,11 +128,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000)
     args = ap.parse_args()
     print(machine.describe())
+    if not draws.available():
+        print("physlm.igsm._draws is not built: both paths below are Python's")
     for fam in (MED, HARD):
         cfg = GenConfig(family=fam)
-        t = time.perf_counter()
-        problems = [generate(cfg, seed) for seed in range(args.n)]
-        gen_s = args.n / (time.perf_counter() - t)
+        gen_s, problems = in_process(cfg, args.n, native=True)
+        py_s, py_problems = in_process(cfg, args.n, native=False)
+        assert py_problems == problems, "the C draws and the Python draws made different problems"
         t = time.perf_counter()
         ok = sum(check(p.graph, p.solution, p.answer).correct for p in problems)
         check_s = args.n / (time.perf_counter() - t)
@@ -126,10 +142,13 @@ def main() -> None:
         for p in problems:
             parse_problem(p.problem)
         parse_s = args.n / (time.perf_counter() - t)
-        whole_s = whole_process(fam.name, args.n)
+        whole_s = whole_process(fam.name, args.n, native=True)
+        whole_py = whole_process(fam.name, args.n, native=False)
         print(f"== {fam.name} (train distribution, {args.n} problems, one core)")
-        print(f"generate: {gen_s:8.0f} problems/s in process")
-        print(f"sample:   {whole_s:8.0f} problems/s whole process (physlm sample{PIN_NOTE})")
+        print(f"generate: {gen_s:8.0f} problems/s in process; {py_s:.0f}/s with every draw in Python ", end="")
+        print(f"(PHYSLM_NATIVE_DRAWS=0): {gen_s / py_s:.2f}x, the same problems")
+        print(f"sample:   {whole_s:8.0f} problems/s whole process (physlm sample{PIN_NOTE}); ", end="")
+        print(f"{whole_py:.0f}/s with every draw in Python: {whole_s / whole_py:.2f}x")
         for ref, source in ANCHORS[fam.name]:
             print(f"          = {whole_s / ref:5.1f}x the authors' generator at {ref:.1f}/s ({source})")
         print(f"check:    {check_s:8.0f} solutions/s ({ok}/{args.n} generated solutions judged correct)")

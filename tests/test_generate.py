@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
 from collections import Counter
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from physlm.igsm import build
+from physlm.igsm import build, draws
 from physlm.igsm.check import check
 from physlm.igsm.config import HARD, MED, ConfigError, Family, GenConfig
 from physlm.igsm.generate import GenerationError, generate
@@ -177,6 +179,67 @@ def test_any_consistent_knobs(seed, max_op, max_edge, depths, fmt, perm, bias):
     p = generate(GenConfig(family=fam, format=fmt, perm_level=perm, bias=bias, split="all"), seed)
     assert p.solution.count(";") == p.op <= max_op and p.ip <= max_edge
     assert check(p.graph, p.solution, p.answer).correct
+
+
+@pytest.mark.skipif(not draws.available(), reason="physlm.igsm._draws is not built (no C compiler at install time)")
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**64),
+    max_op=st.integers(1, 21),
+    max_edge=st.integers(2, 28),
+    depths=st.sets(st.sampled_from([2, 3, 4]), min_size=1),
+    widths=st.sets(st.sampled_from([2, 3, 4]), min_size=1),
+    knobs=st.fixed_dictionaries(
+        {},
+        optional={
+            "op_dist": st.just("uniform"),
+            "op_min": st.integers(2, 4),
+            "bias": st.just("paper"),
+            "childless": st.just(False),
+            "retry_rate": st.just(0.2),
+            "split": st.sampled_from(["test", "all"]),
+            "format": st.just("qp"),
+        },
+    ),
+    forced=st.sampled_from([None, "op", "reask"]),
+)
+def test_c_draws_equal_python_draws(seed, max_op, max_edge, depths, widths, knobs, forced):
+    # the C rejection loop must keep the very draws Python keeps and leave the same random state behind: the
+    # whole problem (graph, texts, labels) must be equal, over every knob the loop reads
+    try:
+        shape = dict(max_edge=max_edge, depths=tuple(depths), widths=tuple(widths))
+        fam = Family("h", max_op=min(max_op, Family("h", max_op=1, **shape).op_limit()), **shape)
+        if forced:
+            knobs = {**knobs, "op": min(max_op, 4 + seed % 8), "reask": forced == "reask"}
+        cfg = GenConfig(family=fam, **knobs)
+    except ConfigError:
+        return
+    got = {}
+    for native in (True, False):  # an unreachable op ends in GenerationError after MAX_DRAWS: fewer, for time
+        with draws.native(native), mock.patch("physlm.igsm.generate.MAX_DRAWS", 300):
+            try:
+                got[native] = generate(cfg, seed)
+            except GenerationError as e:
+                got[native] = str(e)
+    assert got[True] == got[False]
+
+
+def test_draws_switch_and_plain_python_process():
+    # PHYSLM_NATIVE_DRAWS=0 runs every draw in Python, with the same problems
+    code = "from physlm.igsm import draws; from physlm.igsm.generate import generate; from physlm.igsm.config "
+    code += "import GenConfig; print(draws.enabled(), generate(GenConfig(), 7).solution)"
+    out = {}
+    for env in ("0", "1"):
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PHYSLM_NATIVE_DRAWS": env},
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        out[env] = run.stdout.split(" ", 1)
+    assert out["0"][0] == "False" and out["1"][0] == str(draws.available())
+    assert out["0"][1] == out["1"][1] == generate(GenConfig(), 7).solution + "\n"
 
 
 def test_structure_respects_edge_count_and_widths():

@@ -3,6 +3,7 @@
 The generator's distribution matches the authors' (benchmarks/generate.py); speed work must not move a single
 problem. Each case hashes the full Parquet record (texts, labels and the whole graph) of ``n`` consecutive
 seeds; a change here means every dataset a user has generated would change: never update a hash by accident.
+Both paths of the rejection loop are pinned to the same hashes: the C one (physlm/igsm/draws.py) and Python's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 
 import pytest
 
-from physlm.igsm import record
+from physlm.igsm import draws, record
 from physlm.igsm.config import HARD, MED, Family, GenConfig
 from physlm.igsm.generate import generate
 
@@ -58,10 +59,14 @@ def digest(cfg: GenConfig, n: int) -> str:
     return h.hexdigest()[:16]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["c-draws", "python-draws"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_generator_output_is_pinned(case):
+def test_generator_output_is_pinned(case, native):
+    if native and not draws.available():
+        pytest.skip("physlm.igsm._draws is not built (no C compiler at install time)")
     cfg, n = CASES[case]
-    assert digest(cfg, n) == GOLDEN[case]
+    with draws.native(native):
+        assert digest(cfg, n) == GOLDEN[case]
 
 
 if __name__ == "__main__":  # print the table above (only to add a case; an existing hash never changes)

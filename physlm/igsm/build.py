@@ -279,13 +279,22 @@ def sort(b: Build, rng: random.Random, bias: str = "code") -> None:
 
 def _weighted(rng: random.Random, weights: list[float], total: float | None = None) -> int:
     """Index drawn with probability proportional to ``weights`` (one ``rng.random()``; ``total`` is their
-    ``sum`` when the caller has it)."""
-    r = rng.random() * (sum(weights) if total is None else total)
+    ``plain_sum`` when the caller has it)."""
+    r = rng.random() * (plain_sum(weights) if total is None else total)
     for x, w in enumerate(weights):
         r -= w
         if r < 0:
             return x
     return len(weights) - 1
+
+
+def plain_sum(xs: list[float]) -> float:
+    """Left-to-right float sum: ``sum`` of floats rounds differently from Python 3.12 on (compensated), and the
+    problems would then depend on the Python version."""
+    total = 0.0
+    for x in xs:
+        total += x
+    return total
 
 
 def max_extra(b: Build) -> list[int]:

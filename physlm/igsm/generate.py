@@ -19,7 +19,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from physlm.igsm import build, vocab
+from physlm.igsm import build, draws, vocab
 from physlm.igsm.build import RNG, Build, SortFailed
 from physlm.igsm.config import GenConfig
 from physlm.igsm.graph import INSTANCE, MOD, Graph
@@ -102,7 +102,7 @@ def _softmax_weights(values: tuple[int, ...], s: int, max_edge: int) -> tuple[li
     weight = {2: -((rel - 0.2) ** 2), 3: -((rel - 0.5) ** 2), 4: -((rel - 0.8) ** 2)}
     top = max(weight[v] for v in values)  # stable softmax: forced OOD ops push rel far above 1
     weights = [math.exp(weight[v] - top) for v in values]
-    return weights, sum(weights)
+    return weights, build.plain_sum(weights)
 
 
 def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, int, int, int, int, int, float]:
@@ -148,6 +148,16 @@ def _try_build(cfg: GenConfig, rng: random.Random, target: int) -> tuple[Build, 
             return None
         return b, s
     return None
+
+
+def _next_build(cfg: GenConfig, rng: random.Random, target: int, left: int) -> tuple[tuple[Build, int] | None, int]:
+    """The next draw's build and s (None if rejected) and the draws left after it; with the C path (draws.py),
+    the rejected draws before the next kept one are skipped over in one call."""
+    skipped = draws.skip(cfg, rng, target, left, STRUCTURE_TRIES)
+    if skipped is None:
+        return _try_build(cfg, rng, target), left - 1
+    used, got = skipped
+    return got, left - used
 
 
 def _graph(b: Build, cfg: GenConfig, rng: random.Random) -> Graph:
@@ -240,8 +250,9 @@ def generate(cfg: GenConfig, seed: int) -> Problem:
     rng = random.Random(seed)
     target = draw_op(cfg, rng)
     bins = cfg.bins()
-    for _ in range(MAX_DRAWS):
-        got = _try_build(cfg, rng, target)
+    left = MAX_DRAWS
+    while left > 0:
+        got, left = _next_build(cfg, rng, target, left)
         if got is None:
             continue
         b, s = got

@@ -1,0 +1,121 @@
+"""The rejection loop's fast path: the hyper-parameter draws ``generate`` makes until one is kept, in C.
+
+A med problem takes about seven hyper-parameter draws (``generate.hyper``) and ten structure graphs before one
+reaches the target op; those were three quarters of the generator's time. ``_draws.c`` runs the draws on a copy
+of the ``random.Random`` state (CPython's Mersenne Twister, ``_randbelow``, ``random``, ``gauss`` and ``sample``,
+draw for draw, build.py's stages line for line) and hands back the state after the first kept draw with that
+draw's ``Build``; design, unused parameters, values and texts stay in Python. The output is byte-identical to the
+pure-Python loop: tests/test_generate_golden.py pins both paths to the same hashes.
+
+The extension is built at install time when a C compiler is there (setup.py, optional); without it, or with
+``PHYSLM_NATIVE_DRAWS=0`` in the environment, ``generate`` runs every draw in Python. On first use in a process
+the two paths are compared on a few problems; if they ever differ (another Python's ``random``), the C path is
+switched off with a warning instead of writing different data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import warnings
+from contextlib import contextmanager
+
+from physlm.igsm.build import Build
+
+try:
+    from physlm.igsm import _draws
+except ImportError:  # no compiler at install time: the pure-Python loop
+    _draws = None
+
+_state = {"on": os.environ.get("PHYSLM_NATIVE_DRAWS", "1") != "0", "checked": False}
+
+
+def available() -> bool:
+    """Whether the C extension is built (whether or not it is switched on)."""
+    return _draws is not None
+
+
+def enabled() -> bool:
+    """Whether ``generate`` skips rejected draws in C now."""
+    return _draws is not None and _state["on"]
+
+
+@contextmanager
+def native(on: bool):
+    """Switch the C path on or off inside a ``with`` block (the equivalence tests, benchmarks)."""
+    before = _state["on"]
+    _state["on"] = on
+    try:
+        yield
+    finally:
+        _state["on"] = before
+
+
+@functools.cache
+def _plan(family, op: int | None, target: int, childless: bool, bias: str, tries: int):
+    from physlm.igsm import generate as G  # the tables are generate's own (cached) weights
+
+    depths = tuple(d for d in family.depths if (d - 1) * family.widths[0] <= family.max_edge)
+    if op is not None:
+        s_lo, s_weights, s_total, s_values = op, [], 0, [op]
+    else:
+        s_lo = min(target, family.max_op)
+        s_weights, s_total = G._s_weights(family.max_op, s_lo)
+        s_values = range(s_lo, family.max_op + 1)
+    table: list = [None] * (max(s_values) + 1)
+    for s in s_values:
+        table[s] = (
+            *G._softmax_weights(depths, s, family.max_edge),
+            *G._softmax_weights(family.widths, s, family.max_edge),
+        )
+    return _draws.plan(
+        -1 if op is None else op,
+        s_lo,
+        s_weights,
+        float(s_total),
+        depths,
+        family.widths,
+        family.max_edge,
+        table,
+        childless,
+        bias == "paper",
+        tries,
+    )
+
+
+def skip(cfg, rng: random.Random, target: int, left: int, tries: int) -> tuple[int, tuple[Build, int] | None] | None:
+    """Run up to ``left`` draws in C and move ``rng`` past them. Returns (draws used, (build, s) of the kept
+    draw, or None when none of them is kept); None when the caller must run the draws in Python."""
+    if not enabled() or max(cfg.family.max_op, cfg.op or 0) >= 64 or not _checked():
+        return None
+    plan = _plan(cfg.family, cfg.op, target, cfg.childless, cfg.bias, tries)
+    _, mt, gauss = rng.getstate()
+    used, state, kept = _draws.find(plan, mt, gauss, target, left)
+    if state is None:
+        return None
+    rng.setstate(state)
+    if kept is None:
+        return used, None
+    s, (d, sizes, children, remain, inter, chosen, preds, n_op_min, topo) = kept
+    b = Build(d=d, sizes=sizes, children=children, remain=remain, inter=inter, chosen=chosen, preds=preds)
+    b.n_op_min, b.topo = n_op_min, topo
+    return used, (b, s)
+
+
+def _checked() -> bool:
+    """Compare both paths once per process on a few problems; switch the C path off if they differ."""
+    if _state["checked"]:
+        return _state["on"]
+    _state["checked"] = True
+    from physlm.igsm import generate as G
+    from physlm.igsm.config import GenConfig
+
+    cfg = GenConfig()
+    fast = [G.generate(cfg, seed).solution for seed in range(4)]
+    with native(False):
+        slow = [G.generate(cfg, seed).solution for seed in range(4)]
+    if fast != slow:
+        _state["on"] = False
+        warnings.warn("physlm.igsm._draws disagrees with the Python generator here; using Python", stacklevel=2)
+    return _state["on"]
