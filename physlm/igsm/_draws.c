@@ -9,7 +9,8 @@
  *
  * Sizes are the generator's: depths and widths in {2, 3, 4}, so a parameter key (kind, i, j, k) is the int
  * kind << 6 | i << 4 | j << 2 | k (< 128) and a structure edge (i, j, k) the int i << 4 | j << 2 | k.
- * Compiled with -ffp-contract=off: every float operation rounds as Python's does.
+ * Compiled with -ffp-contract=off (every float operation rounds as Python's does) and without the sin/cos builtins
+ * (gcc would fuse them into one sincos call; Python calls the two).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -565,8 +566,13 @@ static int read_state(PyObject *state, PyObject *gauss, Rng *r) {
         if (v == (unsigned long)-1 && PyErr_Occurred()) return -1;
         r->mt[x] = (uint32_t)v;
     }
-    r->index = (int)PyLong_AsLong(PyTuple_GET_ITEM(state, MT_N));
-    if (r->index == -1 && PyErr_Occurred()) return -1;
+    long index = PyLong_AsLong(PyTuple_GET_ITEM(state, MT_N));
+    if (index == -1 && PyErr_Occurred()) return -1;
+    if (index < 0 || index > MT_N) {
+        PyErr_SetString(PyExc_ValueError, "state: the index must be in 0..624");
+        return -1;
+    }
+    r->index = (int)index;
     r->has_gauss = gauss != Py_None;
     r->gauss_next = r->has_gauss ? PyFloat_AsDouble(gauss) : 0.0;
     if (r->has_gauss && r->gauss_next == -1.0 && PyErr_Occurred()) return -1;
@@ -659,6 +665,7 @@ static PyObject *find(PyObject *self, PyObject *args) {
     int s;
     if (read_state(state, gauss, &r) < 0) return NULL;
     for (int used = 1; used <= left; used++) {
+        if (used % 256 == 0 && PyErr_CheckSignals() < 0) return NULL; /* Ctrl-C during an unreachable op */
         int kept = attempt(&r, p, target, &b, &so, &s);
         if (kept < 0) return Py_BuildValue("(iOO)", 0, Py_None, Py_None);
         if (kept) return Py_BuildValue("(iN(iN))", used, write_state(&r), s, build_fields(&b, &so));

@@ -28,7 +28,8 @@ try:
 except ImportError:  # no compiler at install time: the pure-Python loop
     _draws = None
 
-_state = {"on": os.environ.get("PHYSLM_NATIVE_DRAWS", "1") != "0", "checked": False}
+_state = {"on": os.environ.get("PHYSLM_NATIVE_DRAWS", "1") != "0", "checked": False, "bad": False}
+"""``on``: the user's switch; ``bad``: the first-use comparison found the two paths apart (final)."""
 
 
 def available() -> bool:
@@ -38,7 +39,7 @@ def available() -> bool:
 
 def enabled() -> bool:
     """Whether ``generate`` skips rejected draws in C now."""
-    return _draws is not None and _state["on"]
+    return _draws is not None and _state["on"] and not _state["bad"]
 
 
 @contextmanager
@@ -87,7 +88,9 @@ def _plan(family, op: int | None, target: int, childless: bool, bias: str, tries
 def skip(cfg, rng: random.Random, target: int, left: int, tries: int) -> tuple[int, tuple[Build, int] | None] | None:
     """Run up to ``left`` draws in C and move ``rng`` past them. Returns (draws used, (build, s) of the kept
     draw, or None when none of them is kept); None when the caller must run the draws in Python."""
-    if not enabled() or max(cfg.family.max_op, cfg.op or 0) >= 64 or not _checked():
+    if not enabled() or max(cfg.family.max_op, cfg.op or 0) >= 64 or cfg.family.max_edge > 1_000_000:
+        return None  # the C tables hold s < 64; draws below max_edge must fit one 32-bit word
+    if not _checked():
         return None
     plan = _plan(cfg.family, cfg.op, target, cfg.childless, cfg.bias, tries)
     _, mt, gauss = rng.getstate()
@@ -104,18 +107,22 @@ def skip(cfg, rng: random.Random, target: int, left: int, tries: int) -> tuple[i
 
 
 def _checked() -> bool:
-    """Compare both paths once per process on a few problems; switch the C path off if they differ."""
+    """Compare both paths once per process on a few problems of three configs (the code's and the paper's sort
+    bias, childless items, a forced op); on any difference or error the C path is switched off for good."""
     if _state["checked"]:
-        return _state["on"]
+        return not _state["bad"]
     _state["checked"] = True
     from physlm.igsm import generate as G
     from physlm.igsm.config import GenConfig
 
-    cfg = GenConfig()
-    fast = [G.generate(cfg, seed).solution for seed in range(4)]
+    cfgs = [GenConfig(), GenConfig(bias="paper", childless=False), GenConfig(op=4, split="all")]
+    try:
+        fast = [G.generate(cfg, seed) for cfg in cfgs for seed in range(3)]
+    except Exception as e:  # noqa: BLE001 - any failure of the C path means: use Python
+        fast = repr(e)
     with native(False):
-        slow = [G.generate(cfg, seed).solution for seed in range(4)]
+        slow = [G.generate(cfg, seed) for cfg in cfgs for seed in range(3)]
     if fast != slow:
-        _state["on"] = False
+        _state["bad"] = True
         warnings.warn("physlm.igsm._draws disagrees with the Python generator here; using Python", stacklevel=2)
-    return _state["on"]
+    return not _state["bad"]
