@@ -215,8 +215,9 @@ def test_c_draws_equal_python_draws(seed, max_op, max_edge, depths, widths, knob
     except ConfigError:
         return
     got = {}
-    for native in (True, False):  # an unreachable op ends in GenerationError after MAX_DRAWS: fewer, for time
-        with draws.native(native), mock.patch("physlm.igsm.generate.MAX_DRAWS", 300):
+    limits = dict(MAX_DRAWS=300, STRUCTURE_TRIES=50)  # an unreachable op ends in GenerationError: sooner, here
+    for native in (True, False):
+        with draws.native(native), mock.patch.multiple("physlm.igsm.generate", **limits):
             try:
                 got[native] = generate(cfg, seed)
             except GenerationError as e:

@@ -15,10 +15,10 @@ switched off with a warning instead of writing different data.
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from physlm.igsm.build import Build
@@ -53,23 +53,11 @@ def native(on: bool):
         _state["on"] = before
 
 
-@functools.cache
-def _plan(family, op: int | None, target: int, childless: bool, bias: str, tries: int):
-    from physlm.igsm import generate as G  # the tables are generate's own (cached) weights
-
-    depths = tuple(d for d in family.depths if (d - 1) * family.widths[0] <= family.max_edge)
-    if op is not None:
-        s_lo, s_weights, s_total, s_values = op, [], 0, [op]
-    else:
-        s_lo = min(target, family.max_op)
-        s_weights, s_total = G._s_weights(family.max_op, s_lo)
-        s_values = range(s_lo, family.max_op + 1)
-    table: list = [None] * (max(s_values) + 1)
-    for s in s_values:
-        table[s] = (
-            *G._softmax_weights(depths, s, family.max_edge),
-            *G._softmax_weights(family.widths, s, family.max_edge),
-        )
+def plan(family, depths: tuple, op: int | None, childless: bool, bias: str, tries: int, s_draw: tuple, table: list):
+    """The C side's tables of one (family, forced op, target): the depths ``hyper`` draws from, ``s_draw`` =
+    (s_lo, weights, their sum) of s's law (unused when ``op`` is set), ``table[s]`` = the softmax weights and
+    sums of depths and widths."""
+    s_lo, s_weights, s_total = s_draw
     return _draws.plan(
         -1 if op is None else op,
         s_lo,
@@ -85,14 +73,14 @@ def _plan(family, op: int | None, target: int, childless: bool, bias: str, tries
     )
 
 
-def skip(cfg, rng: random.Random, target: int, left: int, tries: int) -> tuple[int, tuple[Build, int] | None] | None:
+def fits(cfg) -> bool:
+    """Whether the C tables hold this config: s < 64, and every draw below max_edge one 32-bit word."""
+    return max(cfg.family.max_op, cfg.op or 0) < 64 and cfg.family.max_edge <= 1_000_000
+
+
+def skip(plan, rng: random.Random, target: int, left: int) -> tuple[int, tuple[Build, int] | None] | None:
     """Run up to ``left`` draws in C and move ``rng`` past them. Returns (draws used, (build, s) of the kept
     draw, or None when none of them is kept); None when the caller must run the draws in Python."""
-    if not enabled() or max(cfg.family.max_op, cfg.op or 0) >= 64 or cfg.family.max_edge > 1_000_000:
-        return None  # the C tables hold s < 64; draws below max_edge must fit one 32-bit word
-    if not _checked():
-        return None
-    plan = _plan(cfg.family, cfg.op, target, cfg.childless, cfg.bias, tries)
     _, mt, gauss = rng.getstate()
     used, state, kept = _draws.find(plan, mt, gauss, target, left)
     if state is None:
@@ -106,23 +94,16 @@ def skip(cfg, rng: random.Random, target: int, left: int, tries: int) -> tuple[i
     return used, (b, s)
 
 
-def _checked() -> bool:
-    """Compare both paths once per process on a few problems of three configs (the code's and the paper's sort
-    bias, childless items, a forced op); on any difference or error the C path is switched off for good."""
-    if _state["checked"]:
-        return not _state["bad"]
-    _state["checked"] = True
-    from physlm.igsm import generate as G
-    from physlm.igsm.config import GenConfig
-
-    cfgs = [GenConfig(), GenConfig(bias="paper", childless=False), GenConfig(op=4, split="all")]
-    try:
-        fast = [G.generate(cfg, seed) for cfg in cfgs for seed in range(3)]
-    except Exception as e:  # noqa: BLE001 - any failure of the C path means: use Python
-        fast = repr(e)
-    with native(False):
-        slow = [G.generate(cfg, seed) for cfg in cfgs for seed in range(3)]
-    if fast != slow:
-        _state["bad"] = True
-        warnings.warn("physlm.igsm._draws disagrees with the Python generator here; using Python", stacklevel=2)
+def verified(agree: Callable[[], bool]) -> bool:
+    """Whether the C path may run: on the first call in a process ``agree()`` compares both paths (the caller
+    knows how); on a difference or an error the C path is switched off for good, with a warning."""
+    if not _state["checked"]:
+        _state["checked"] = True
+        try:
+            ok = agree()
+        except Exception:  # noqa: BLE001 - any failure of the C path means: use Python
+            ok = False
+        if not ok:
+            _state["bad"] = True
+            warnings.warn("physlm.igsm._draws disagrees with the Python generator here; using Python", stacklevel=2)
     return not _state["bad"]

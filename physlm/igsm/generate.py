@@ -105,6 +105,12 @@ def _softmax_weights(values: tuple[int, ...], s: int, max_edge: int) -> tuple[li
     return weights, build.plain_sum(weights)
 
 
+@functools.cache
+def _depths(fam) -> tuple[int, ...]:
+    """The depths a draw can take: those whose narrowest shape fits max_edge."""
+    return tuple(d for d in fam.depths if (d - 1) * fam.widths[0] <= fam.max_edge)
+
+
 def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, int, int, int, int, int, float]:
     """(s, n, m, d, w0, w1, e, p) as the code's ``gen_param_light``; shapes that cannot fit max_edge
     are redrawn (the code crashes on them, which is why it fails for max_edge < 12)."""
@@ -116,7 +122,7 @@ def hyper(cfg: GenConfig, rng: random.Random, target: int) -> tuple[int, int, in
         s = _draw_s(rng, fam.max_op, min(target, fam.max_op))
     n = max(1 + below(s), 1 + below(s))
     m = n + below(s - n + 1)
-    depths = tuple(d for d in fam.depths if (d - 1) * fam.widths[0] <= fam.max_edge)
+    depths = _depths(fam)
     while True:
         d = _softmax_draw(rng, depths, s, fam.max_edge)
         t0 = _softmax_draw(rng, fam.widths, s, fam.max_edge)
@@ -153,11 +159,40 @@ def _try_build(cfg: GenConfig, rng: random.Random, target: int) -> tuple[Build, 
 def _next_build(cfg: GenConfig, rng: random.Random, target: int, left: int) -> tuple[tuple[Build, int] | None, int]:
     """The next draw's build and s (None if rejected) and the draws left after it; with the C path (draws.py),
     the rejected draws before the next kept one are skipped over in one call."""
-    skipped = draws.skip(cfg, rng, target, left, STRUCTURE_TRIES)
-    if skipped is None:
-        return _try_build(cfg, rng, target), left - 1
-    used, got = skipped
-    return got, left - used
+    if draws.enabled() and draws.fits(cfg) and draws.verified(_paths_agree):
+        plan = _native_plan(cfg.family, cfg.op, target, cfg.childless, cfg.bias, STRUCTURE_TRIES)
+        skipped = draws.skip(plan, rng, target, left)
+        if skipped is not None:
+            used, got = skipped
+            return got, left - used
+    return _try_build(cfg, rng, target), left - 1
+
+
+@functools.cache
+def _native_plan(family, op: int | None, target: int, childless: bool, bias: str, tries: int):
+    """``hyper``'s laws as tables for the C path: s's law from the target (or the forced op), and for every s a
+    draw can take the softmax weights of depths and widths."""
+    depths = _depths(family)
+    if op is not None:
+        s_draw, s_values = (op, [], 0), [op]
+    else:
+        lo = min(target, family.max_op)
+        s_draw, s_values = (lo, *_s_weights(family.max_op, lo)), range(lo, family.max_op + 1)
+    table: list = [None] * (max(s_values) + 1)
+    for s in s_values:
+        table[s] = (*_softmax_weights(depths, s, family.max_edge), *_softmax_weights(family.widths, s, family.max_edge))
+    return draws.plan(family, depths, op, childless, bias, tries, s_draw, table)
+
+
+def _paths_agree() -> bool:
+    """The first-use check of the C path: whole problems of three configs (the code's and the paper's sort
+    bias, childless items, a forced op) made both ways."""
+    cfgs = [GenConfig(), GenConfig(bias="paper", childless=False), GenConfig(op=4, split="all")]
+    with draws.native(True):
+        fast = [generate(cfg, seed) for cfg in cfgs for seed in range(3)]
+    with draws.native(False):
+        slow = [generate(cfg, seed) for cfg in cfgs for seed in range(3)]
+    return fast == slow
 
 
 def _graph(b: Build, cfg: GenConfig, rng: random.Random) -> Graph:
