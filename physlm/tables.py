@@ -104,6 +104,19 @@ CHECKPOINTS = pa.schema(
 )
 """The checkpoint registry (physlm/store/registry.py), one row per registered checkpoint."""
 
+LOSS_CURVE = pa.schema(
+    [
+        ("model", pa.string()),
+        ("train_hash", pa.string()),
+        ("step", pa.int64()),
+        ("tokens_seen", pa.int64()),
+        ("loss", pa.float64()),
+    ]
+)
+"""``loss_curve.parquet`` of a train step whose final checkpoint was installed from a pretrained folder
+(physlm/store/pretrained.py): the loss at every checkpoint of the run that made the weights (its card's
+curve), which the registry does not hold: it registers the installed final checkpoint only."""
+
 # ---------------------------------------------------------------------------------------------------------
 # evaluate
 
@@ -227,6 +240,13 @@ VIEWS = (
         CHECKPOINTS,
         "every registered checkpoint: model, step, tokens seen, loss (the training curves)",
     ),  # not a step: one file per row
+    (
+        "loss_curves",
+        "train",
+        "loss_curve.parquet",
+        LOSS_CURVE,
+        "the loss curve of the run that made an installed model's weights (train.pretrained; its card's)",
+    ),
     ("generations", "evaluate", "generations.parquet", GENERATIONS, "every scored generation of every evaluation"),
     (
         "accuracy",

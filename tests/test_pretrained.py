@@ -14,7 +14,9 @@ import torch
 
 from physlm import machine
 from physlm.config import ConfigError
+from physlm.model import tensorboard
 from physlm.presets import PRESETS, resolve
+from physlm.sql import queries
 from physlm.stages import evaluate, train
 from physlm.stages import generate as datasets
 from physlm.store import checkpoint, pretrained, registry, steps
@@ -72,6 +74,13 @@ def test_export_then_install_elsewhere_is_the_same_step(tmp_path, monkeypatch):
     assert [(r["step"], r["final"], r["train_hash"]) for r in rows] == [(4, True, step.hash)]
     info = steps.read_info(installed)["train_summary"]
     assert info["pretrained"]["trained"] == card["trained"] and info["loss"] == card["checkpoint"]["loss"]
+    # the report's training curve: the card's points before the installed checkpoint, then the checkpoint itself
+    rows = queries.run_queries(("training_curves",))["training_curves"].to_pylist()
+    assert [(r["step"], r["tokens_seen"], r["loss"]) for r in rows if r["train_hash"] == step.hash] == [
+        tuple(c) for c in card["loss_curve"]
+    ]
+    events = tensorboard.read(open(os.path.join(installed, tensorboard.FILENAME), "rb").read())
+    assert [(s, v["train/loss"]) for s, v in events] == [(c[0], pytest.approx(c[2])) for c in card["loss_curve"]]
 
 
 def test_install_refuses_another_recipe_and_altered_files(tmp_path, monkeypatch):

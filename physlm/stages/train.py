@@ -116,15 +116,18 @@ def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
     work = parts_path(step)
     tok = tokenizer_for(cfg.tokenizer)
     tok.save(work)
+    curve = None  # [step, tokens_seen, loss] per checkpoint, when not this root's checkpoints
     if cfg.train.pretrained:  # shipped weights: their card names this step (physlm/store/pretrained.py)
         summary = pretrained.install(cfg.train.pretrained, step, work)
+        curve = summary["pretrained"]["loss_curve"]
+        _write_curve(work, cfg, step.hash, curve)
     else:
         if cfg.online:
             source = pdata.online(data_step.config.gen, tok, cfg.train)
         else:
             source = pdata.PackedShards(data_step.path(), tok)
         summary = train(cfg.model, cfg.train, source, work, resume=not force)
-    _write_events(work, cfg)
+    _write_events(work, cfg, curve)
     parts = _save_final(work)
     path = finalize_parts(step, parts, info=lambda out: {"train_summary": _jsonable(summary)}, force=force)
     for s in checkpoint.steps(path):
@@ -153,23 +156,34 @@ def _save_final(work: str) -> list[str]:
     return sorted(set(parts))
 
 
-def _write_events(work: str, cfg: TrainStepConfig) -> None:
+def _write_events(work: str, cfg: TrainStepConfig, curve: list | None = None) -> None:
     """TensorBoard scalars of every checkpoint (physlm/model/tensorboard.py): a pure function of the checkpoint
-    records, so a resumed run writes the same bytes as an uninterrupted one."""
+    records, so a resumed run writes the same bytes as an uninterrupted one; of ``curve`` (an installed model's
+    card: [step, tokens_seen, loss] rows) when given."""
     from physlm.model import tensorboard
     from physlm.model.train import lr_at
     from physlm.store import checkpoint
 
+    if curve is None:
+        metas = [checkpoint.read_meta(work, s) for s in checkpoint.steps(work)]
+        curve = [(m["step"], m["tokens_seen"], m["loss"]) for m in metas]
     points = []
-    for s in checkpoint.steps(work):
-        meta = checkpoint.read_meta(work, s)
-        scalars = {
-            "train/loss": meta["loss"],
-            "train/lr": lr_at(s - 1, cfg.train),
-            "train/tokens_seen": meta["tokens_seen"],
-        }
+    for s, tokens_seen, loss in curve:
+        scalars = {"train/loss": loss, "train/lr": lr_at(s - 1, cfg.train), "train/tokens_seen": tokens_seen}
         points.append((s, scalars))
     storage.write_bytes(storage.join(work, tensorboard.FILENAME), tensorboard.events(points))
+
+
+def _write_curve(work: str, cfg: TrainStepConfig, train_hash: str, curve: list) -> None:
+    """``loss_curve.parquet`` (physlm.tables.LOSS_CURVE) of an installed model: its card's curve."""
+    import pyarrow as pa
+
+    from physlm import tables
+
+    rows = [dict(model=cfg.model.name, train_hash=train_hash, step=s, tokens_seen=t, loss=x) for s, t, x in curve]
+    storage.write_parquet(
+        pa.Table.from_pylist(rows, schema=tables.LOSS_CURVE), storage.join(work, "loss_curve.parquet")
+    )
 
 
 def _jsonable(summary: dict) -> dict:
