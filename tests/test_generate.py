@@ -243,6 +243,20 @@ def test_draws_switch_and_plain_python_process():
     assert out["0"][1] == out["1"][1] == generate(GenConfig(), 7).solution + "\n"
 
 
+def test_a_failed_first_use_check_switches_the_c_path_off_for_good(monkeypatch):
+    # the check compares both paths once per process; a difference or an error must leave Python in charge,
+    # with a warning, whatever a later native(True) block asks for
+    for agree in (lambda: False, lambda: 1 / 0):
+        monkeypatch.setattr(draws, "_state", {"on": True, "checked": False, "bad": False})
+        with pytest.warns(UserWarning, match="disagrees with the Python generator"):
+            assert not draws.verified(agree)
+        assert not draws.verified(lambda: True)  # checked once: the verdict stays
+        with draws.native(True):
+            assert not draws.enabled()
+    monkeypatch.setattr(draws, "_state", {"on": True, "checked": False, "bad": False})
+    assert draws.verified(lambda: True) and draws.enabled() == draws.available()
+
+
 def test_structure_respects_edge_count_and_widths():
     import random
 
