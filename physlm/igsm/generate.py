@@ -9,7 +9,8 @@ if its realised op equals K and its template hash is in the wanted bins. The rea
 min(s, n_op_min + capacity) <= s, so a draw with s < K can never be kept: we draw s from the same law
 restricted to s >= K, which leaves the distribution of kept problems unchanged and removes most of the
 rejections (the authors' generator spends ~0.05 s per med problem on them). We also reject right after the
-sort, before values and texts, when the op cannot match.
+sort, before values and texts, when the op cannot match. Where the C extension is built, the draws up to the
+next kept one run in C (draws.py, ``_next_build``) with the very same random draws and results.
 """
 
 from __future__ import annotations
