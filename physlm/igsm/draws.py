@@ -89,8 +89,7 @@ def skip(plan, rng: random.Random, target: int, left: int) -> tuple[int, tuple[B
     if kept is None:
         return used, None
     s, (d, sizes, children, remain, inter, chosen, preds, n_op_min, topo) = kept
-    b = Build(d=d, sizes=sizes, children=children, remain=remain, inter=inter, chosen=chosen, preds=preds)
-    b.n_op_min, b.topo = n_op_min, topo
+    b = Build(d, sizes, children, remain, inter, chosen=chosen, preds=preds, n_op_min=n_op_min, topo=topo)
     return used, (b, s)
 
 
