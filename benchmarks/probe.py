@@ -1,5 +1,5 @@
-"""Probe stage speed: every probe of the tiny preset (6 tasks x {V-probe, random-init, linear} + the layer-wise
-nece probes, 200 steps each), as the stage ran them before vs as it runs them now.
+"""Probe stage speed: every probe of the tiny preset (its probe config: 6 tasks x {V-probe, its baselines} + the
+layer-wise nece probes), as the stage ran them before vs as it runs them now.
 
     python benchmarks/probe.py                    # a tiny-preset root made in a temp folder (a 20-step model)
     python benchmarks/probe.py --root DIR         # an existing root where `physlm run` (tiny) has finished
@@ -39,7 +39,7 @@ def inputs(root: str | None, overrides: list[str]):
             generate.run(step)
         train.run(train.train_step(preset))
     step = probe.probe_step(preset)
-    used = {k: v for k, v in step.inputs.items() if k in ("train", "train_data", "test_id")}
+    used = {k: v for k, v in step.inputs.items() if k in ("train", "train_data", *preset.probe.test_sets)}
     step = dataclasses.replace(step, inputs=used)  # no evaluate step needed: fit() reads only these
     return step.config, probe.load_inputs(step)
 
