@@ -82,6 +82,20 @@ def test_export_then_install_elsewhere_is_the_same_step(tmp_path, monkeypatch):
     events = tensorboard.read(open(os.path.join(installed, tensorboard.FILENAME), "rb").read())
     assert [(s, v["train/loss"]) for s, v in events] == [(c[0], pytest.approx(c[2])) for c in card["loss_curve"]]
 
+    # the other way round: a killed install left the shipped weights in the staging folder; training the step
+    # (no train.pretrained) starts from step 0 instead of refusing to resume from them
+    monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "c"))
+    _train_data(p)
+    step = train.train_step(p)
+    staging = steps.parts_path(step)
+    os.makedirs(staging)
+    train.tokenizer_for(p.tokenizer).save(staging)
+    pretrained.install(str(tmp_path / "shipped"), step, staging)
+    assert checkpoint.steps(staging) == [4]
+    retrained = train.run(step)
+    assert checkpoint.steps(retrained) == [2, 4] and steps.read_info(retrained)["train_summary"]["resumed_from"] is None
+    assert all(os.path.exists(os.path.join(retrained, f"state_00000{s}.pt")) for s in (2, 4))
+
 
 def test_install_refuses_another_recipe_and_altered_files(tmp_path, monkeypatch):
     monkeypatch.setenv("PHYSLM_ROOT", str(tmp_path / "a"))

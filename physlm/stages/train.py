@@ -122,6 +122,7 @@ def _train_and_finish(step: Step, data_step: Step, force: bool) -> str:
         curve = summary["pretrained"]["loss_curve"]
         _write_curve(work, cfg, step.hash, curve)
     else:
+        pretrained.discard_installed(work)  # a killed install's weights: nothing to resume from
         if cfg.online:
             source = pdata.online(data_step.config.gen, tok, cfg.train)
         else:

@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 
 from physlm.config import ConfigError, names_folder
 from physlm.store import storage
+
+log = logging.getLogger(__name__)
 
 SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 """The folders shipped with physlm (package data): ``physlm/pretrained/<name>/``."""
@@ -225,6 +228,19 @@ def install(ref: str, step, work: str) -> dict:
         "params": step.config.model.params(),
         "non_embedding_params": step.config.model.non_embedding_params(),
     }
+
+
+def discard_installed(work: str) -> list[int]:
+    """Remove from a train step's staging folder ``work`` the checkpoints a killed :func:`install` left there (no
+    optimizer state: nothing a training run can resume from); returns their steps. The counterpart of
+    :func:`install` removing a killed training run's checkpoints: whichever of the two runs next starts clean."""
+    from physlm.store import checkpoint
+
+    stale = [s for s in checkpoint.steps(work) if checkpoint.read_meta(work, s).get("state_file", "") is None]
+    for s in stale:
+        checkpoint.remove(work, s)
+        log.info("%s: removed checkpoint %d, left by a killed install of shipped weights", work, s)
+    return stale
 
 
 _META_KEYS = ("model_config", "train_config", "name", "tokens_seen", "loss", "world", "position")
