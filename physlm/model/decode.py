@@ -5,8 +5,9 @@ decoded with transformers' ``generate`` (KV cache, SDPA). Left padding plus the 
 row's positions and attention exactly what it would be alone, so batched greedy decoding equals one-by-one
 decoding (tests/test_decode.py) up to float rounding: the padded rows' kernels sum in another order, and a
 near-tie between two next tokens can flip (run 8's tiny model: 0 of 1,000 test_seen outputs differ at batch 32;
-with other batch compositions 1 of 400, a correct solution either way). Decoding stops at the end token or after ``max_new_tokens``; a row that
-never produced the end token is reported as not ended (the scorer calls it "truncated").
+with other batch compositions 1 of 400, a correct solution either way). Decoding stops at the end token or after
+``max_new_tokens``; a row that never produced the end token is reported as not ended (the scorer calls it
+"truncated").
 
 The paper's beam-4 runs use ``do_sample=True`` with 4 beams (spec C.3); ``sample=True`` reproduces that
 (seeded), ``sample=False`` gives deterministic beam search.
