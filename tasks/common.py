@@ -1,4 +1,5 @@
-"""What every task shares: the retry condition, the step-id cache key, and the GPU-throttled step run.
+"""What every task shares: the retry condition, the step-id cache key, the GPU-throttled step run, and the
+thread a torch stage runs in.
 
 Caching has one authority, the step folder: a task's Prefect cache key is the id of the step it produces
 (`<name>-<hash>`) plus a digest of the root, and only while that step's folder is finished — a deleted or
@@ -8,8 +9,10 @@ never-written folder gives no key, so the Prefect UI never shows "Cached" for ou
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import hashlib
+import threading
 from collections.abc import Callable
 
 from prefect.concurrency.sync import concurrency
@@ -57,4 +60,29 @@ def run_on_gpu(step: Step, run: Callable[..., str], force: bool) -> str:
         return step.path()
     slot = concurrency(GPU_LIMIT, occupy=1, strict=False) if limit_exists() else contextlib.nullcontext()
     with slot:
-        return run(step, force=force)
+        return in_own_thread(run, step, force=force)
+
+
+def in_own_thread(fn: Callable[..., str], *args, **kwargs) -> str:
+    """``fn(*args, **kwargs)`` in a new thread that ends with it, in a copy of this thread's context (Prefect's
+    run context, so its logs stay the task's); returns its value or raises its exception.
+
+    Why: a thread that has run torch on a CPU keeps its OpenMP thread team for as long as it lives, and the
+    task runner's pool threads live as long as the flow. With the train task's idle team left behind, the next
+    torch stage, in another pool thread, got about one core's work out of two (the tiny preset's evaluation
+    after its training in one flow: 41 s at 1.06 cores, against 21 s at 1.93 in a fresh process; a train
+    task run in its own thread took it back to 21 s). A stage in a thread of its own takes its team with it."""
+    ctx, out = contextvars.copy_context(), {}
+
+    def body() -> None:
+        try:
+            out["value"] = ctx.run(fn, *args, **kwargs)
+        except BaseException as e:  # re-raised in the caller's thread, with its traceback
+            out["error"] = e
+
+    thread = threading.Thread(target=body, name=f"physlm-{getattr(fn, '__module__', 'stage')}")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
