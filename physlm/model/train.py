@@ -233,7 +233,7 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
     opt = make_optimizer(model, cfg, fused=run.device.type == "cuda")
     state = {"step": 0, "position": None, "tokens_seen": 0, "resumed_from": None, "checkpoint": None}
     last = checkpoint.latest(out_dir) if resume else None
-    if last is not None and checkpoint.read_meta(out_dir, last).get("state_file", "") is None:
+    if last is not None and not checkpoint.resumable(out_dir, last):
         raise ConfigError(f"{out_dir}: checkpoint {last} was installed from shipped weights (train.pretrained) and "
                           "holds no optimizer state to resume from; train with --force to start over")  # fmt: skip
     if last is not None:

@@ -124,6 +124,13 @@ def read_meta(folder: str, step: int) -> dict:
     return storage.read_json(meta_url(folder, step))
 
 
+def resumable(folder: str, step: int) -> bool:
+    """Whether checkpoint ``step`` holds a training state to resume from: not one saved without an optimizer
+    (shipped weights installed as a step's final checkpoint: ``state_file`` null; a meta without the key is
+    older than that field and has one)."""
+    return read_meta(folder, step).get("state_file", "") is not None
+
+
 def load_model(folder: str, step: int | None = None, attn: str = "sdpa"):
     """Build the model of a checkpoint from its meta (``step=None``: the latest) and load its weights."""
     from physlm.config import ModelConfig

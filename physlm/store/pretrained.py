@@ -236,7 +236,7 @@ def discard_installed(work: str) -> list[int]:
     :func:`install` removing a killed training run's checkpoints: whichever of the two runs next starts clean."""
     from physlm.store import checkpoint
 
-    stale = [s for s in checkpoint.steps(work) if checkpoint.read_meta(work, s).get("state_file", "") is None]
+    stale = [s for s in checkpoint.steps(work) if not checkpoint.resumable(work, s)]
     for s in stale:
         checkpoint.remove(work, s)
         log.info("%s: removed checkpoint %d, left by a killed install of shipped weights", work, s)
