@@ -39,9 +39,7 @@ def inputs(root: str | None, overrides: list[str]):
             generate.run(step)
         train.run(train.train_step(preset))
     step = probe.probe_step(preset)
-    used = {k: v for k, v in step.inputs.items() if k in ("train", "train_data", *preset.probe.test_sets)}
-    step = dataclasses.replace(step, inputs=used)  # no evaluate step needed: fit() reads only these
-    return step.config, probe.load_inputs(step)
+    return step.config, probe.load_fit_inputs(step)  # no evaluate step needed: fit() reads only these
 
 
 def timed(fn):

@@ -57,9 +57,7 @@ def load(root: str, preset_name: str, overrides: list[str]):
     be finished: ``load_inputs`` refuses an unfinished or missing step)."""
     os.environ["PHYSLM_ROOT"] = root
     preset = resolve(preset_name, overrides)
-    step = probe.probe_step(preset)
-    used = {k: v for k, v in step.inputs.items() if k in ("train", "train_data", *preset.probe.test_sets)}
-    return preset, probe.load_inputs(dataclasses.replace(step, inputs=used))
+    return preset, probe.load_fit_inputs(probe.probe_step(preset))
 
 
 def run_seed(cfg, x, task: str, seed: int) -> tuple[dict, float]:

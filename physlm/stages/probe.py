@@ -32,7 +32,7 @@ Prediction rows by ``source``:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from physlm.config import ProbeConfig
 from physlm.igsm.record import graph_of
@@ -117,6 +117,13 @@ def load_inputs(step: Step) -> Inputs:
         test_rows,
         train_path,
     )
+
+
+def load_fit_inputs(step: Step) -> Inputs:
+    """:func:`load_inputs` of the inputs :func:`fit` reads only (the model, its training problems, the test sets):
+    probes refit on a root whose evaluate and re-ask steps are not needed (benchmarks/probe.py, probe_recipe.py)."""
+    used = ("train", "train_data", *step.config.test_sets)
+    return load_inputs(replace(step, inputs={k: v for k, v in step.inputs.items() if k in used}))
 
 
 # ---------------------------------------------------------------------------------------------- E4-E6, E10
