@@ -8,7 +8,9 @@ Baseline, in the same process and on the same inputs: the probes one after anoth
 core's threads, each batch padded to its longest sequence in one pass (the stage before this change; it also
 rebuilt each task's examples for every probe, which the baseline here does not: the ratio is conservative).
 Now: each task's examples built once, length-sorted sub-batches on the CPU, the probes spread over a pool of
-one-thread processes, one per core (``probe.processes``), the models' Canon layers compiled (``probe.compile``).
+one-thread processes, one per core (``probe.processes``), the blocks compiled in the V-probes' training steps
+(``probe.compile``; torch's compile cache is on disk: set TORCHINDUCTOR_CACHE_DIR to a fresh folder to time a fresh
+machine).
 Prints both wall times, the ratio, and how far apart the two runs' MCCs are (sub-batches and compiled kernels
 change float rounding only; the probes are the same).
 """

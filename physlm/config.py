@@ -528,9 +528,12 @@ class ProbeConfig:
     calling script again: a script that runs the stage needs Python's ``if __name__ == "__main__":`` guard (as
     for ``data.processes``), or 0 here."""
     compile: str = field(default="auto", metadata={"hash": False})
-    """"auto": compile the models' Canon layers (torch.compile, dynamic shapes) where torch.compile can run, so
-    their shifted products and sums are one fused kernel (a V-probe step of the tiny preset 1.4x faster; ~15 s
-    of compilation per process); "off": eager. Speed only: the same probes up to float rounding."""
+    """"auto": the V-probes' training steps run the models' blocks compiled (torch.compile, dynamic shapes;
+    ``activations.compile_blocks``) where torch.compile can run: one compiled block and one site block serve every
+    layer, both models and every batch shape, their elementwise work fused (a V-probe step of the tiny preset
+    ~1.4x faster than eager blocks with compiled Canon layers; ~40 s of compilation per process on a fresh
+    machine, ~8 s once torch's compile cache has them); "off": eager. Speed only: the same probes up to float
+    rounding."""
 
     def __post_init__(self):
         if self.compile not in ("auto", "off"):

@@ -19,6 +19,7 @@ from physlm.igsm.generate import generate
 from physlm.model import activations as act
 from physlm.model import probe as P
 from physlm.model.gpt import build
+from physlm.model.train import can_compile
 
 TINY = Family("tiny", max_op=4, max_edge=6)
 END_ID = 6  # [END] in the word-level vocabulary (asserted below)
@@ -379,3 +380,34 @@ def test_end_states_equal_the_full_pass_and_its_gradient(tok, canon, layer):
         (fast * weights).sum().backward()
         (full * weights).sum().backward()
         torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3)  # summation order only
+
+
+def test_compiled_blocks_give_the_eager_states_and_gradients(tok):
+    # activations.compile_blocks (probe.compile=auto): with gradients on, end_states runs the blocks compiled.
+    # The tiny preset's block shape, so that the probe-stage test's compilation is this one's. Lengths 64 (the
+    # width: dynamic sizes must not be merged with it) then 9 and 20, layers -1 and 1; a model marked for
+    # compilation gives the eager states and input gradients up to float rounding, and eager ones under no_grad.
+    if not can_compile(torch.device("cpu")):
+        pytest.skip("no C++ compiler: torch.compile cannot run here")
+    cfg = ModelConfig.from_name("GPT2-4-2-hd32", vocab_size=tok.vocab_size, n_ctx=128, canon="ABCD")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        eager, fast = build(cfg).eval(), build(cfg).eval()
+    fast.load_state_dict(eager.state_dict())
+    act.compile_blocks(fast)
+    calls = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for layer, seqs in ((-1, [list(range(7, 71))] * 2), (-1, [list(range(7, 16)), [8] * 20]), (1, [[9] * 12] * 3)):
+        ids, _, end = act.pad_right(seqs, 0)
+        emb = eager.get_input_embeddings()(ids).detach()
+        a, b = emb.clone().requires_grad_(), emb.clone().requires_grad_()
+        want = act.end_states(eager, layer, end, inputs_embeds=a)
+        got = act.end_states(fast, layer, end, inputs_embeds=b)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+        weights = torch.randn_like(want)
+        (want * weights).sum().backward()
+        (got * weights).sum().backward()
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-3)
+        with torch.no_grad():
+            assert torch.equal(act.end_states(fast, layer, end, inputs_embeds=emb), want.detach())
+    # one graph for the blocks, one for the site's block: no recompilation for a length, a layer or no_grad
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - calls == 2

@@ -80,7 +80,6 @@ class Canon(nn.Module):
         self.kernel, self.residual, self.key, self.ctx = kernel, residual, key, ctx
         self.weight = nn.Parameter(torch.empty(channels, kernel))  # (channels k); w[:, k-1] weighs the current token
         self.init, self.std = init, std
-        self.fused = None  # a compiled shifted_sum (compile_layers), else the eager one
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,11 +100,7 @@ class Canon(nn.Module):
         xp = F.pad(x, (0, 0, k - 1, 0)) if prev is None else torch.cat([prev.to(x.dtype), x], dim=1)
         if ctx.state is not None:
             ctx.state[self.key] = xp[:, xp.shape[1] - (k - 1) :].detach()
-        if self.fused is None:
-            return shifted_sum(x, xp, self.weight, self.residual)
-        # A view, not the Parameter itself: torch.compile keeps parameters' shapes static, a view's are dynamic
-        # (one graph for every width, not one per width).
-        return self.fused(x, xp, self.weight.view(self.weight.shape), self.residual)
+        return shifted_sum(x, xp, self.weight, self.residual)
 
 
 def shifted_sum(x: torch.Tensor, xp: torch.Tensor, weight: torch.Tensor, residual: bool) -> torch.Tensor:
@@ -115,19 +110,6 @@ def shifted_sum(x: torch.Tensor, xp: torch.Tensor, weight: torch.Tensor, residua
     for j in range(1, weight.shape[1]):
         y = y + xp[:, j : j + t] * weight[:, j]
     return x + y if residual else y
-
-
-def compile_layers(model) -> int:
-    """Compile the Canon layers of ``model`` (one ``torch.compile`` of :func:`shifted_sum` shared by all, dynamic
-    shapes: one graph per grad mode whatever the widths; modules, state dict and checkpoints are untouched): the k
-    shifted products and sums become one fused kernel forward and one backward. What pays where the rest of the
-    model runs eagerly (a V-probe step of the tiny preset: 1.4x). Layers already compiled are left as they are;
-    returns how many were compiled now."""
-    layers = [m for m in model.modules() if isinstance(m, Canon) and m.fused is None]
-    fused = torch.compile(shifted_sum, dynamic=True)
-    for m in layers:
-        m.fused = fused
-    return len(layers)
 
 
 def _after(canon: Canon):

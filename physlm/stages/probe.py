@@ -189,21 +189,21 @@ def run_job(models: dict, cfg: ProbeConfig, cid: str, pad: int, job: Job, train_
     if job.baseline == "random_init" and "random_init" not in models:
         models["random_init"] = P.random_init_like(models["trained"], cfg.random_init_seed)
     model = models["random_init" if job.baseline == "random_init" else "trained"]
-    _compile(model, cfg)  # once per model: compiled layers stay compiled
+    _compile(model, cfg)
     preds, metrics, vp = P.fit_probe(model, train_ex, test_ex, cfg, cid, job.baseline, job.layer, pad, on_step)
     keep = job.baseline == "vprobe" and job.layer == -1 and job.task in KEEP
     return preds, metrics, ({k: v.detach().clone() for k, v in vp.trainable().items()} if keep else None)
 
 
 def _compile(model, cfg: ProbeConfig) -> None:
-    """``cfg.compile="auto"``: compile the model's Canon layers where torch.compile can run (speed only; a no-op
-    for layers compiled before)."""
-    from physlm.model import canon
+    """``cfg.compile="auto"``: the V-probes' training steps run the model's blocks compiled where torch.compile
+    can run (``activations.compile_blocks``; speed only)."""
+    from physlm.model import activations
     from physlm.model.probe import resolve_device
     from physlm.model.train import can_compile
 
     if cfg.compile == "auto" and can_compile(resolve_device(cfg.device)):
-        canon.compile_layers(model)
+        activations.compile_blocks(model)
 
 
 def _label(job: Job) -> str:
