@@ -11,11 +11,11 @@ system's temporary directory), a new ``PREFECT_HOME`` (Prefect's ephemeral serve
 ``PREFECT_API_URL`` names a server) and an empty ``TORCHINDUCTOR_CACHE_DIR`` (torch's compiled kernels;
 ``--warm-compile-cache`` keeps the user's). Its wall time is the whole command's, Prefect's start-up included.
 ``--record`` reads a root a run has finished (by hand, or by this script) without running anything; its wall time
-is then the given ``--wall``, or the span from the first step's start to the last step's end.
+is then the given ``--wall`` (unknown without).
 
 Each run appends to ``benchmarks/results/fresh_runs.jsonl``: name, preset, overrides, git SHA of the checkout and
 of the model's train step (and whether the tree was dirty), the machine, wall time and seconds per stage (from
-each step's step.json), the model's training (steps, tokens, final loss, median tokens/s), fully-correct accuracy
+the steps' step.json times), the model's training (steps, tokens, final loss, median tokens/s), fully-correct accuracy
 of every test set pooled and by op with Wilson 95 % intervals (greedy), the MCC of every probe (V-probe and each
 baseline, per test set and layer, on all examples), and E8 (the ``can_next`` probe saying "not ready" before the
 first wrong step of wrong solutions).
@@ -123,14 +123,25 @@ def not_ready(analyze_path: str) -> dict | None:
     return None
 
 
+def stage_seconds(steps: list[tuple[str, str, dict]], wall: float | None) -> dict:
+    """Seconds of each stage in the run's timeline: from the end of the stage before (its last step) to the end of
+    its own last step, as `physlm run` runs them one after the other (a step's own step.json "seconds" covers only
+    its final assembly where it is written in parts: shards, training). The first stage's time holds the run's
+    start-up (Prefect, imports) too, and is known only from the wall time (None without)."""
+    ends: dict[str, datetime] = {}
+    for stage, _, info in steps:
+        ended = datetime.fromisoformat(info["ended_at"])
+        ends[stage] = max(ends.get(stage, ended), ended)
+    order = list(ends)
+    out = {b: (ends[b] - ends[a]).total_seconds() for a, b in zip(order, order[1:])}
+    out[order[0]] = round(wall - (ends[order[-1]] - ends[order[0]]).total_seconds(), 1) if wall is not None else None
+    return {k: out[k] for k in order}
+
+
 def record(name: str, root: str, preset: str, overrides: list[str], wall: float | None) -> dict:
     """The JSON line of a finished study on ``root``."""
     steps = finished_steps(root, preset, overrides)
-    seconds: dict[str, float] = defaultdict(float)
-    for stage, _, info in steps:
-        seconds[stage] += info["seconds"]
-    started = min(datetime.fromisoformat(i["started_at"]) for _, _, i in steps)
-    ended = max(datetime.fromisoformat(i["ended_at"]) for _, _, i in steps)
+    stage_s = stage_seconds(steps, wall)
     path = {stage: p for stage, p, _ in steps}  # one step per stage after generate
     info = {stage: i for stage, _, i in steps}
     summary = info["train"].get("train_summary", {})
@@ -145,11 +156,10 @@ def record(name: str, root: str, preset: str, overrides: list[str], wall: float 
         "train_git_sha": info["train"]["code"]["git_sha"][:7],
         "machine": summary.get("machine") or machine.describe(),
         "host": info["train"]["host"],
-        "date": started.isoformat(timespec="seconds"),
+        "date": min(i["started_at"] for _, _, i in steps),
         "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(wall, 1) if wall is not None else None,
-        "steps_span_s": round((ended - started).total_seconds(), 1),
-        "stage_s": {k: round(v, 1) for k, v in seconds.items()},
+        "stage_s": stage_s,
         "train": {
             "step": summary.get("step"),
             "tokens": summary.get("tokens_seen"),
@@ -200,7 +210,7 @@ def table(path: str = RESULTS) -> str:
             acc, s = r["accuracy"], r["stage_s"]
             seen = acc.get("test_seen", {})
             ops = " / ".join(_pct(seen.get("by_op", {}).get(str(k))) for k in (1, 2, 3, 4))
-            wall = r["wall_s"] if r["wall_s"] is not None else r["steps_span_s"]
+            wall = r["wall_s"]
             stages = " / ".join(_minutes(s.get(k)) for k in ("train", "evaluate", "probe"))
             e8 = r["e8_can_next"]
             e8_text = f"{100 * e8['share_probe_false']:.1f} % of {e8['n_matched']}" if e8 and e8["n_matched"] else "–"

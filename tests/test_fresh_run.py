@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from test_flows import SMALL
 
 from physlm.sql import warehouse
@@ -25,8 +26,10 @@ def test_fresh_run_records_the_study_and_rerecords_it_alike(prefect_harness, tmp
     out = harness("--name", "small", "--root", str(root), "--results", str(results), *sets, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     (run,) = [json.loads(x) for x in results.read_text().splitlines()]
-    assert run["name"] == "small" and run["overrides"] == SMALL and run["wall_s"] > run["steps_span_s"] > 0
+    assert run["name"] == "small" and run["overrides"] == SMALL
     assert set(run["stage_s"]) == {"generate", "train", "evaluate", "probe", "analyze"}
+    assert all(s >= 0 for s in run["stage_s"].values()) and run["stage_s"]["generate"] > 0  # start-up at least
+    assert sum(run["stage_s"].values()) == pytest.approx(run["wall_s"], abs=0.2)
     sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     assert run["train_git_sha"] == sha.stdout.strip() and run["train"]["step"] == 2
 
@@ -44,8 +47,8 @@ def test_fresh_run_records_the_study_and_rerecords_it_alike(prefect_harness, tmp
     again = harness("--name", "again", "--record", str(root), "--results", str(results), *sets, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     second = json.loads(results.read_text().splitlines()[-1])
-    assert second["wall_s"] is None
-    for key in ("accuracy", "probes", "stage_s", "train", "e8_can_next", "steps_span_s"):
+    assert second["wall_s"] is None and second["stage_s"] == run["stage_s"] | {"generate": None}
+    for key in ("accuracy", "probes", "train", "e8_can_next"):
         assert second[key] == run[key], key
 
     table = harness("--table", "--results", str(results), env=env)
