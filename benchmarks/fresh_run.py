@@ -205,22 +205,24 @@ def table(path: str = RESULTS) -> str:
     cols += ("`test_reask_seen`", "`test_id`", "`nece` MCC `test_id`", "`nece` MCC `test_seen`", "E8 `can_next`")
     rows = ["| " + " | ".join(cols) + " |", "| " + " | ".join(["---"] * len(cols)) + " |"]
     with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            acc, s = r["accuracy"], r["stage_s"]
-            seen = acc.get("test_seen", {})
-            ops = " / ".join(_pct(seen.get("by_op", {}).get(str(k))) for k in (1, 2, 3, 4))
-            wall = r["wall_s"]
-            stages = " / ".join(_minutes(s.get(k)) for k in ("train", "evaluate", "probe"))
-            e8 = r["e8_can_next"]
-            e8_text = f"{100 * e8['share_probe_false']:.1f} % of {e8['n_matched']}" if e8 and e8["n_matched"] else "–"
-            rows.append(
-                f"| {r['name']} | {r['train_git_sha']}{'+' if r['dirty'] else ''}, {r['machine']} | "
-                f"{_minutes(wall)} ({stages}) | {_pct(seen.get('all'), ci=True)} | {ops} | "
-                f"{_pct(acc.get('test_reask_seen', {}).get('all'))} | {_pct(acc.get('test_id', {}).get('all'))} | "
-                f"{_nece(r, 'test_id')} | {_nece(r, 'test_seen')} | {e8_text} |"
-            )
+        rows += [table_row(json.loads(line)) for line in f]
     return "\n".join(rows)
+
+
+def table_row(r: dict) -> str:
+    """The table's line of one recorded run."""
+    acc, s = r["accuracy"], r["stage_s"]
+    seen = acc.get("test_seen", {})
+    ops = " / ".join(_pct(seen.get("by_op", {}).get(str(k))) for k in (1, 2, 3, 4))
+    stages = " / ".join(_minutes(s.get(k)) for k in ("train", "evaluate", "probe"))
+    e8 = r["e8_can_next"]
+    e8_text = f"{100 * e8['share_probe_false']:.1f} % of {e8['n_matched']}" if e8 and e8["n_matched"] else "–"
+    return (
+        f"| {r['name']} | {r['train_git_sha']}{'+' if r['dirty'] else ''}, {r['machine']} | "
+        f"{_minutes(r['wall_s'])} ({stages}) | {_pct(seen.get('all'), ci=True)} | {ops} | "
+        f"{_pct(acc.get('test_reask_seen', {}).get('all'))} | {_pct(acc.get('test_id', {}).get('all'))} | "
+        f"{_nece(r, 'test_id')} | {_nece(r, 'test_seen')} | {e8_text} |"
+    )
 
 
 def main() -> None:
@@ -251,7 +253,7 @@ def main() -> None:
     except (ConfigError, StepNotDone, HarnessError) as e:
         raise SystemExit(f"fresh_run: {e}") from None
     append(row, args.results)
-    print(f"recorded {row['name']} (root {root}) in {args.results}:\n{table(args.results).splitlines()[-1]}")
+    print(f"recorded {row['name']} (root {root}) in {args.results}:\n{table_row(row)}")
 
 
 if __name__ == "__main__":
