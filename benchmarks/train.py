@@ -30,6 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from physlm import machine
+from physlm.model import activations as act
 from physlm.model.data import OnlineProblems
 from physlm.model.gpt import build
 from physlm.model.train import NextTokenLoss, make_optimizer, train_step
@@ -47,7 +48,7 @@ class Ours:
         self.model = build(p.model).train()
         self.opt = make_optimizer(self.model, cfg, fused=False)  # as physlm.model.train on a CPU
         if compile_mode == "body":
-            self.model.base_model.compile()
+            act.compile_blocks(self.model)
         self.loss = NextTokenLoss(self.model, sparse=True)
         gen = gen_stage.dataset_step(p, "train").config.gen
         data = OnlineProblems(gen, train_stage.tokenizer_for(p.tokenizer), num_workers=data_workers)

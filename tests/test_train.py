@@ -15,10 +15,11 @@ from physlm.config import ConfigError as TrainConfigError
 from physlm.config import ModelConfig, TrainConfig
 from physlm.igsm.config import Family, GenConfig
 from physlm.igsm.generate import generate
+from physlm.model import activations as act
 from physlm.model.data import DataError, OnlineProblems, PackedShards, online, pack
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
-from physlm.model.train import NextTokenLoss, lr_at, train
+from physlm.model.train import NextTokenLoss, can_compile, lr_at, train
 from physlm.model.weights import PositionWeights
 from physlm.presets import resolve
 from physlm.store import checkpoint, registry
@@ -170,6 +171,36 @@ def test_sparse_head_loss_equals_dense(source, tok, expected_letters, arith_weig
     torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-4)
     for a, b in zip(g_sparse, g_dense):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("canon", ["", "ABCD"])
+def test_final_states_at_equals_the_full_pass(tok, canon):
+    """act.final_states_at, the sparse loss's states (the last block's MLP and the final norm on the marked positions
+    and their Canon receptive field only, packed into one row), gives the full pass's final states and parameter
+    gradients: eager, and with the blocks compiled (train.compile=body). Marked spans at a row's start and end,
+    single positions, and spans closer together than the Canon kernel."""
+    cfg = ModelConfig.from_name("GPT2-4-2-hd32", vocab_size=tok.vocab_size, n_ctx=N_CTX, canon=canon)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = build(cfg)
+        ids = torch.randint(0, tok.vocab_size, (3, 40))
+    at = torch.zeros(3, 40, dtype=torch.bool)
+    at[0, 5:12] = at[0, 14:16] = at[0, 30:40] = at[1, 0:3] = at[1, 38] = at[2, 20] = True
+    full = model.base_model(input_ids=ids, use_cache=False).last_hidden_state[at]  # (n d_model)
+    weights = torch.randn_like(full)
+    (full * weights).sum().backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    for compiled in (False, True):
+        if compiled:
+            if not can_compile(torch.device("cpu")):
+                pytest.skip("no C++ compiler: torch.compile cannot run here")
+            act.compile_blocks(model)
+        model.zero_grad()
+        got = act.final_states_at(model, ids, at)
+        torch.testing.assert_close(got, full.detach(), atol=1e-5, rtol=1e-4)
+        (got * weights).sum().backward()
+        for name_p, w in zip(model.named_parameters(), want):
+            torch.testing.assert_close(name_p[1].grad, w, atol=1e-4, rtol=1e-3, msg=lambda m, n=name_p[0]: f"{n}: {m}")
 
 
 def test_loss_falls_and_registers(source, tok, tmp_path):

@@ -151,7 +151,7 @@ def end_states(
     rotary = base.rotary_emb(h, position_ids=pos)
     h = base.emb_dropout(h)
     compiled = getattr(base, COMPILED, False) and torch.is_grad_enabled()
-    block_fn, tail_fn = _compiled() if compiled else (_block, _tail)
+    block_fn, tail_fn, _ = _compiled() if compiled else (_block, _tail, None)
     with _no_duck_shapes() if compiled else contextlib.nullcontext():
         for block in layers[:last]:
             h = block_fn(block, h, pos, rotary)
@@ -175,16 +175,59 @@ def _tail(block, h: torch.Tensor, pos: torch.Tensor, rotary, end: torch.Tensor, 
     return (block.post_mlp_dropout(block.mlp(block.post_attention_layernorm(x))) + x)[:, -1]
 
 
+def final_states_at(model, input_ids: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """The final LayerNorm's states at the positions ``at`` marks -> ``(n, d_model)`` in row-major order: what
+    ``model.base_model(input_ids).last_hidden_state[at]`` gives, for less. A training step's sparse loss reads
+    the solution's positions only (about a quarter of a packed row), so the last block runs its attention on
+    every position but its MLP, and the final LayerNorm, on those positions and the ``kernel - 1`` before each
+    per Canon layer on the MLP's path (:func:`_mlp_rows`), gathered to the front of their row. Gathered so, each
+    marked position keeps its receptive field contiguous, and a field that reaches a row's start still begins
+    at the row's position 0, so the Canon convolutions see what they see in the full pass. ``at (batch pos)``
+    bool; no padding mask (training rows are packed); a parallel-residual model takes the full pass. A model
+    marked by :func:`compile_blocks` runs its blocks compiled while gradients are on."""
+    base, layers, norm = _parts(model)
+    if getattr(layers[-1], "use_parallel_residual", False):
+        return base(input_ids=input_ids, use_cache=False).last_hidden_state[at]
+    keep = at.clone()  # (batch pos): the marked positions and the rows their MLP output reads
+    for j in range(1, _mlp_rows(getattr(model, "config", None))):
+        keep[:, :-j] |= at[:, j:]
+    width = int(keep.sum(1).max())
+    index = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :width]  # kept positions first (batch K)
+    pick = ((keep.cumsum(1) - 1) + width * torch.arange(len(at), device=at.device)[:, None])[at]  # (n,) in batch x K
+    h = base.emb_dropout(base.embed_in(input_ids))  # (batch pos d_model)
+    pos = torch.arange(h.shape[1], device=h.device)[None]  # (1 pos)
+    rotary = base.rotary_emb(h, position_ids=pos)
+    compiled = getattr(base, COMPILED, False) and torch.is_grad_enabled()
+    block_fn, _, rows_fn = _compiled() if compiled else (_block, _tail, _tail_rows)
+    with _no_duck_shapes() if compiled else contextlib.nullcontext():
+        for block in layers[:-1]:
+            h = block_fn(block, h, pos, rotary)
+        return rows_fn(layers[-1], norm, h, pos, rotary, index, pick)
+
+
+def _tail_rows(block, norm, h: torch.Tensor, pos: torch.Tensor, rotary, index: torch.Tensor, pick: torch.Tensor):
+    """The last block and the final norm: attention on every position, the residual, then the MLP on the
+    positions ``index (batch K)`` of each row, and the norm on ``pick`` (flat indices into batch x K) of those
+    -> ``(len(pick) d_model)``."""
+    normed = block.input_layernorm(h)
+    attn, _ = block.attention(normed, attention_mask=None, position_ids=pos, position_embeddings=rotary)
+    x = h + block.post_attention_dropout(attn)  # (batch pos d_model)
+    x = x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))  # (batch K d_model)
+    out = block.post_mlp_dropout(block.mlp(block.post_attention_layernorm(x))) + x
+    return norm(out.flatten(0, 1).index_select(0, pick))
+
+
 COMPILED = "physlm_compiled_blocks"
 """Attribute of a base model that :func:`compile_blocks` marks."""
 
 
 def compile_blocks(model) -> None:
-    """Let :func:`end_states` run ``model``'s blocks compiled (``torch.compile`` of :func:`_block` and
-    :func:`_tail`, dynamic shapes) whenever gradients are on, as a V-probe's training steps are: the blocks'
+    """Let :func:`end_states` and :func:`final_states_at` run ``model``'s blocks compiled (``torch.compile`` of
+    :func:`_block`, :func:`_tail` and :func:`_tail_rows`, dynamic shapes) whenever gradients are on, as a V-probe's
+    and a training step's are (``train.compile=body``): the blocks'
     elementwise work (LayerNorm, rotary, GELU, Canon's shifted sums) becomes fused kernels forward and backward
     (the tiny preset, one thread: a V-probe step's forward and backward 73 -> 46-50 ms against eager blocks with
-    compiled Canon layers, the whole step with its batch and optimizer 64 -> 54 ms). One compiled pair serves
+    compiled Canon layers, the whole step with its batch and optimizer 64 -> 54 ms). One compiled set serves
     every block of every model of the same architecture (the parameters are inputs, not constants); the model's
     modules, state dict and checkpoints are untouched. Without gradients (predictions) the blocks run eagerly:
     one graph fewer to compile."""
@@ -193,8 +236,9 @@ def compile_blocks(model) -> None:
 
 @functools.cache
 def _compiled() -> tuple:
-    """The compiled :func:`_block` and :func:`_tail`, made once per process."""
-    return tuple(torch.compile(fn, dynamic=True) for fn in (_block, _tail))
+    """The compiled :func:`_block`, :func:`_tail` and :func:`_tail_rows`, made once per process (torch.compile
+    compiles each at its first call)."""
+    return tuple(torch.compile(fn, dynamic=True) for fn in (_block, _tail, _tail_rows))
 
 
 def _no_duck_shapes():
