@@ -154,3 +154,28 @@ def test_options_enter_the_step_id_only_when_set():
     assert step_hash("train", ModelConfig(canon="", canon_kernel=4, rotary_fraction=1.0)) == base
     for change in (dict(canon="AC"), dict(rotary_fraction=0.5), dict(canon="AC", canon_kernel=3)):
         assert step_hash("train", ModelConfig(**change)) != base
+
+
+def test_compiled_canon_layer_equals_eager():
+    """Compiled, a Canon layer reads its taps through the opaque copy ``canon_taps`` (so that inductor's fused
+    kernel can use vector loads): the same output and input and weight gradients as eager, to float rounding; the
+    op passes torch.library's own checks (fake tensor, autograd registration)."""
+    from physlm.model.canon import canon_taps, shifted_sum
+    from physlm.model.train import can_compile
+
+    torch.library.opcheck(canon_taps, (torch.randn(6, 4, requires_grad=True),))
+    if not can_compile(torch.device("cpu")):
+        pytest.skip("no C++ compiler: torch.compile cannot run here")
+
+    def layer(x, weight):
+        return torch.nn.functional.gelu(shifted_sum(x, torch.nn.functional.pad(x, (0, 0, 3, 0)), weight, True))
+
+    x, weight = torch.randn(3, 11, 40), torch.randn(40, 4)
+    runs = []
+    for fn in (layer, torch.compile(layer, dynamic=True)):
+        xs, ws = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        y = fn(xs, ws)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        runs.append((y.detach(), xs.grad, ws.grad))
+    for eager, compiled in zip(*runs):
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)

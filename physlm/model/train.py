@@ -69,9 +69,10 @@ class NextTokenLoss(torch.nn.Module):
     ``sparse``: run the LM head on the target positions only, and the last block's MLP and the final LayerNorm
     on them and their Canon receptive field (``activations.final_states_at``). With ``loss_on="solution"`` about
     3/4 of the tokens are prompt, so this skips most of the head's FLOPs (the largest matmul of a small model
-    with a 1.7k vocabulary) and most of the last MLP's (the tiny preset's step: 8-9 % less time). Dense (every position, static shapes) is what ``torch.compile`` wants; both give the
-    same loss up to float rounding (tests/test_train.py). DDP and compile wrap this module, not the model,
-    so the loss is part of the forward they see.
+    with a 1.7k vocabulary) and most of the last MLP's (the tiny preset's step: 8-9 % less time). Dense (every
+    position, static shapes) is what ``torch.compile`` wants; both give the same loss up to float rounding
+    (tests/test_train.py). DDP and compile wrap this module, not the model, so the loss is part of the forward
+    they see.
     """
 
     def __init__(
