@@ -176,9 +176,9 @@ def test_sparse_head_loss_equals_dense(source, tok, expected_letters, arith_weig
 @pytest.mark.parametrize("canon", ["", "ABCD"])
 def test_final_states_at_equals_the_full_pass(tok, canon):
     """act.final_states_at, the sparse loss's states (the last block's MLP and the final norm on the marked positions
-    and their Canon receptive field only, packed into one row), gives the full pass's final states and parameter
-    gradients: eager, and with the blocks compiled (train.compile=body). Marked spans at a row's start and end,
-    single positions, and spans closer together than the Canon kernel."""
+    and their Canon receptive field only, gathered to the front of their row), gives the full pass's final states
+    and parameter gradients: eager, and with the blocks compiled (train.compile=body). Marked spans at a row's start
+    and end, single positions, and spans closer together than the Canon kernel."""
     cfg = ModelConfig.from_name("GPT2-4-2-hd32", vocab_size=tok.vocab_size, n_ctx=N_CTX, canon=canon)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
@@ -199,8 +199,8 @@ def test_final_states_at_equals_the_full_pass(tok, canon):
         got = act.final_states_at(model, ids, at)
         torch.testing.assert_close(got, full.detach(), atol=1e-5, rtol=1e-4)
         (got * weights).sum().backward()
-        for name_p, w in zip(model.named_parameters(), want):
-            torch.testing.assert_close(name_p[1].grad, w, atol=1e-4, rtol=1e-3, msg=lambda m, n=name_p[0]: f"{n}: {m}")
+        for (name, p), w in zip(model.named_parameters(), want):
+            torch.testing.assert_close(p.grad, w, atol=1e-4, rtol=1e-3, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_loss_falls_and_registers(source, tok, tmp_path):

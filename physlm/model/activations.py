@@ -147,16 +147,24 @@ def end_states(
         site = site_name(layer)
         return gather_at(run_with_cache(model, [site], input_ids, inputs_embeds)[site], end)
     h = base.embed_in(input_ids) if inputs_embeds is None else inputs_embeds  # (batch pos d_model)
+    out = _run(base, layers[:last], layers[last], h, _tail, end, rows)
+    return norm(out) if layer == -1 else out
+
+
+def _run(base, blocks, last, h: torch.Tensor, tail, *args) -> torch.Tensor:
+    """The embedded input ``h (batch pos d_model)`` through ``blocks`` (called one by one, as
+    ``GPTNeoXModel.forward`` calls them without a mask or a cache), then block ``last`` through ``tail(last, h,
+    pos, rotary, *args)`` -> its output. With gradients on, a base marked by :func:`compile_blocks` runs the compiled
+    functions."""
     pos = torch.arange(h.shape[1], device=h.device)[None]  # (1 pos)
     rotary = base.rotary_emb(h, position_ids=pos)
     h = base.emb_dropout(h)
     compiled = getattr(base, COMPILED, False) and torch.is_grad_enabled()
-    block_fn, tail_fn, _ = _compiled() if compiled else (_block, _tail, None)
+    fns = _compiled() if compiled else {}
     with _no_duck_shapes() if compiled else contextlib.nullcontext():
-        for block in layers[:last]:
-            h = block_fn(block, h, pos, rotary)
-        out = tail_fn(layers[last], h, pos, rotary, end, rows)
-    return norm(out) if layer == -1 else out
+        for block in blocks:
+            h = fns.get(_block, _block)(block, h, pos, rotary)
+        return fns.get(tail, tail)(last, h, pos, rotary, *args)
 
 
 def _block(block, h: torch.Tensor, pos: torch.Tensor, rotary) -> torch.Tensor:
@@ -194,18 +202,10 @@ def final_states_at(model, input_ids: torch.Tensor, at: torch.Tensor) -> torch.T
     width = int(keep.sum(1).max())
     index = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :width]  # kept positions first (batch K)
     pick = ((keep.cumsum(1) - 1) + width * torch.arange(len(at), device=at.device)[:, None])[at]  # (n,) in batch x K
-    h = base.emb_dropout(base.embed_in(input_ids))  # (batch pos d_model)
-    pos = torch.arange(h.shape[1], device=h.device)[None]  # (1 pos)
-    rotary = base.rotary_emb(h, position_ids=pos)
-    compiled = getattr(base, COMPILED, False) and torch.is_grad_enabled()
-    block_fn, _, rows_fn = _compiled() if compiled else (_block, _tail, _tail_rows)
-    with _no_duck_shapes() if compiled else contextlib.nullcontext():
-        for block in layers[:-1]:
-            h = block_fn(block, h, pos, rotary)
-        return rows_fn(layers[-1], norm, h, pos, rotary, index, pick)
+    return _run(base, layers[:-1], layers[-1], base.embed_in(input_ids), _tail_rows, index, pick, norm)
 
 
-def _tail_rows(block, norm, h: torch.Tensor, pos: torch.Tensor, rotary, index: torch.Tensor, pick: torch.Tensor):
+def _tail_rows(block, h: torch.Tensor, pos: torch.Tensor, rotary, index: torch.Tensor, pick: torch.Tensor, norm):
     """The last block and the final norm: attention on every position, the residual, then the MLP on the
     positions ``index (batch K)`` of each row, and the norm on ``pick`` (flat indices into batch x K) of those
     -> ``(len(pick) d_model)``."""
@@ -235,10 +235,10 @@ def compile_blocks(model) -> None:
 
 
 @functools.cache
-def _compiled() -> tuple:
-    """The compiled :func:`_block`, :func:`_tail` and :func:`_tail_rows`, made once per process (torch.compile
-    compiles each at its first call)."""
-    return tuple(torch.compile(fn, dynamic=True) for fn in (_block, _tail, _tail_rows))
+def _compiled() -> dict:
+    """``{fn: compiled fn}`` for :func:`_block`, :func:`_tail` and :func:`_tail_rows`, made once per process
+    (torch.compile compiles each at its first call)."""
+    return {fn: torch.compile(fn, dynamic=True) for fn in (_block, _tail, _tail_rows)}
 
 
 def _no_duck_shapes():

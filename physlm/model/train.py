@@ -89,8 +89,8 @@ class NextTokenLoss(torch.nn.Module):
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.sparse:
             sel = mask[:, 1:]  # hidden state t predicts token t+1
-            at = torch.cat([sel, torch.zeros_like(sel[:, :1])], 1)  # (b, T): the positions that predict a target
-            hidden = act.final_states_at(self.model, ids, at)  # (n_targets, d), after the final LayerNorm
+            predicts = torch.cat([sel, torch.zeros_like(sel[:, :1])], 1)  # (b, T): positions that predict a target
+            hidden = act.final_states_at(self.model, ids, predicts)  # (n_targets, d), after the final LayerNorm
             logits = self.model.get_output_embeddings()(hidden)  # (n_targets, V)
 
             def at(x: torch.Tensor) -> torch.Tensor:  # a mark of token t+1, at each target position t
