@@ -179,3 +179,23 @@ def test_compiled_canon_layer_equals_eager():
         runs.append((y.detach(), xs.grad, ws.grad))
     for eager, compiled in zip(*runs):
         torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+
+
+def test_shifted_sum_without_autograd_is_bit_identical():
+    """The in-place sum of inference (no autograd) gives the very bits of the autograd path, with and without the
+    residual, for a prefill (t > 1, contiguous taps) and a decoding step (t = 1)."""
+    import torch.nn.functional as F
+
+    from physlm.model.canon import shifted_sum
+
+    g = torch.Generator().manual_seed(0)
+    for t in (7, 1):
+        x = torch.randn(3, t, 16, generator=g)
+        xp = F.pad(x, (0, 0, 3, 0))
+        w = torch.randn(16, 4, generator=g, requires_grad=True)
+        for residual in (True, False):
+            with_grad = shifted_sum(x, xp, w, residual)
+            with torch.no_grad():
+                without = shifted_sum(x, xp, w, residual)
+            assert with_grad.requires_grad and not without.requires_grad
+            assert torch.equal(with_grad.detach(), without)

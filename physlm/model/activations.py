@@ -161,7 +161,7 @@ def _run(base, blocks, last, h: torch.Tensor, tail, *args) -> torch.Tensor:
     h = base.emb_dropout(h)
     compiled = getattr(base, COMPILED, False) and torch.is_grad_enabled()
     fns = _compiled() if compiled else {}
-    with _no_duck_shapes() if compiled else contextlib.nullcontext():
+    with _compile_settings() if compiled else contextlib.nullcontext():
         for block in blocks:
             h = fns.get(_block, _block)(block, h, pos, rotary)
         return fns.get(tail, tail)(last, h, pos, rotary, *args)
@@ -241,12 +241,20 @@ def _compiled() -> dict:
     return {fn: torch.compile(fn, dynamic=True) for fn in (_block, _tail, _tail_rows)}
 
 
-def _no_duck_shapes():
-    """Dynamic sizes that happen to be equal are not one symbol: a batch whose length equals the width (64 in
-    the tiny preset) would otherwise pin the length to it and recompile at the next length."""
+@contextmanager
+def _compile_settings():
+    """Two settings of the compilation of the blocks (read when a call compiles):
+
+    * no duck shapes: dynamic sizes that happen to be equal are not one symbol; a batch whose length equals the
+      width (64 in the tiny preset) would otherwise pin the length to it and recompile at the next length;
+    * floats specialized: with ``dynamic=True`` a module's float attribute (the LayerNorms' ``eps``) would be a
+      symbol that inductor cannot keep, and the trace of the block would restart from scratch once (tiny
+      preset, one thread: the first V-probe steps 15 -> 10 s of compilation, in every probe process and run).
+    """
     from torch.fx.experimental import _config
 
-    return _config.patch(use_duck_shape=False)
+    with _config.patch(use_duck_shape=False), torch._dynamo.config.patch(specialize_float=True):
+        yield
 
 
 def _mlp_rows(config) -> int:
