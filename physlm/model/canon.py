@@ -113,18 +113,17 @@ def shifted_sum(x: torch.Tensor, xp: torch.Tensor, weight: torch.Tensor, residua
     fills it). The tiny preset's site D (64 x 100 x 256, one thread): 30 -> 15 ms without autograd."""
     t = x.shape[1]
     if torch.compiler.is_compiling():
-        taps = canon_taps(weight)  # (k channels): taps[j] = weight[:, j]
+        taps, in_place = canon_taps(weight), False  # (k channels): taps[j] = weight[:, j]
     else:
         taps = weight.t().contiguous() if t > 1 else weight.t()
-        if not (torch.is_grad_enabled() and (xp.requires_grad or weight.requires_grad)):
-            y = torch.mul(xp[:, 0:t], taps[0])  # (batch pos channels)
-            for j in range(1, taps.shape[0]):
-                y.add_(xp[:, j : j + t] * taps[j])
-            return y.add_(x) if residual else y
+        in_place = not (torch.is_grad_enabled() and (xp.requires_grad or weight.requires_grad))
     y = xp[:, 0:t] * taps[0]  # (batch pos channels)
     for j in range(1, taps.shape[0]):
-        y = y + xp[:, j : j + t] * taps[j]
-    return x + y if residual else y
+        term = xp[:, j : j + t] * taps[j]
+        y = y.add_(term) if in_place else y + term
+    if not residual:
+        return y
+    return y.add_(x) if in_place else x + y
 
 
 @torch.library.custom_op("physlm::canon_taps", mutates_args=())
