@@ -55,8 +55,7 @@ def library_ids(tok, text):
 
 @pytest.mark.parametrize("names", ["whole", "words"])
 def test_fast_encoding_equals_the_library(names, problems, tmp_path):
-    """Our Python encoder gives the tokenizers library's ids (its one-findall path and its piece-by-piece
-    fallback both): on every problem, solution and answer text of
+    """Our Python encoder gives the tokenizers library's ids: on every problem, solution and answer text of
     each family and format, on texts built to trip it (names at word boundaries, prefixes of names, numbers
     glued to words, odd spaces and characters, unknown words) and on random strings of those pieces; and a
     tokenizer saved and loaded again still takes it."""
@@ -65,16 +64,18 @@ def test_fast_encoding_equals_the_library(names, problems, tmp_path):
     texts = [t for p in problems for t in (p.problem, p.solution, f" {p.answer}")]
     texts += [
         " Harbor Point's Harbor Pointy Harbor Point7 Harbor  Point Harbor Point",
-        "Harbor Point", " Index Cards's Index", "  double  spaces ", "", " ", "'s's", "'", "''s",
+        "Harbor Point", " Index Cards's Index", " Harbor Point² Harbor Point,7 Harbor Point 7", "  double  spaces ",
+        "", " ", "'s's", "'", "''s",
         " Bayview? Zz! 12ab ab12 007 -3 + 4 * 5 = x;y,z.", "tab\tnew\nline", " Ünïcode Harbor PointÜ é",
         " The number of each Harbor Point's Index Cards equals 3.",
     ]  # fmt: skip
     pieces = [" Harbor", " Point", "Harbor", "Point", " Index", " Cards", "'s", " ", "  ", "7", " 12", "a", "?", "Ü",
-              ".", " The", " Bay", "view", "-", "\n"]  # fmt: skip
+              ".", " The", " Bay", "view", "-", "\n", " Coral", " Cove", " Aquarium", " Reef", "Coral", " Main",
+              " Street", " Market", "\u00b2"]  # fmt: skip
     rng = random.Random(0)
     texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
     for text in texts:
-        assert tok.encode(text) == library_ids(tok, text) == tok._fast._encode_stepwise(text), repr(text)
+        assert tok.encode(text) == library_ids(tok, text), repr(text)
     assert tok.encode_batch(texts[:50]) == [library_ids(tok, t) for t in texts[:50]]
     special = " The<|endoftext|> [START] Harbor Point [END]"
     assert not tok._fast.handles(special) and tok.encode(special) == library_ids(tok, special)

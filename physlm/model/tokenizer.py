@@ -239,15 +239,19 @@ _WORD_PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]+|'s| ?[^A-Za-z0-9 ]| ")
 class _FastWordLevel:
     """The word-level tokenizer's encoding in Python, ~10x faster than the tokenizers library's ``Split`` on a
     regex alternation of 1,150 names, with the same ids (tested on the text of every family and format, and
-    on adversarial strings): at each position the generic pieces of :data:`_WORD_PIECE`, except that a word
-    which starts an item name (the longest that matches, ending at a word boundary) yields the name. Built only
-    when the tokenizer's pre-tokenizer is exactly ours; text holding a special token takes the library path."""
+    on adversarial strings): the generic pieces of :data:`_WORD_PIECE`, except that a piece which starts an
+    item name (the longest whose words are the next pieces, ending at a word boundary) yields the name. Built
+    only when the tokenizer's pre-tokenizer is exactly ours; text holding a special token takes the library
+    path."""
 
     def __init__(self, vocab: dict[str, int], names: list[str], unk: int, specials: list[str]):
         self.vocab, self.unk, self.specials = vocab, unk, specials
-        self.by_first: dict[str, list[str]] = {}  # first word -> the names it starts, longest first
+        # a name's first piece, with and without its leading space -> (its other pieces, its token), longest first
+        self.names_at: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         for name in sorted(names, key=lambda n: (-len(n), n)):
-            self.by_first.setdefault(name.split(" ", 1)[0], []).append(name)
+            first, *rest = name.split(" ")
+            for lead in ("", " "):
+                self.names_at.setdefault(lead + first, []).append((tuple(" " + w for w in rest), lead + name))
 
     @classmethod
     def of(cls, tok: HFTokenizer) -> _FastWordLevel | None:
@@ -267,49 +271,28 @@ class _FastWordLevel:
         return not any(sp in text for sp in self.specials)
 
     def encode(self, text: str) -> list[int]:
-        """All generic pieces in one ``findall``, then each that starts a name merged with the pieces the name
-        covers (1.5x a regex match per piece, on tiny problem texts); a name ending inside a piece (never in our
-        vocabularies) sends the text to :meth:`_encode_stepwise`."""
+        """All generic pieces in one ``findall`` and their ids in one pass; then, left to right, the pieces
+        that start a name replaced by the name's id."""
         pieces = _WORD_PIECE.findall(text)
-        out, pos, i, n = [], 0, 0, len(pieces)
-        vocab, unk, by_first = self.vocab, self.unk, self.by_first
-        while i < n:
-            piece = pieces[i]
-            i += 1
-            if (piece[1:] if piece[0] == " " else piece) in by_first and (
-                name := self._name_at(text, pos, piece)
-            ) != piece:
-                covered = len(piece)
-                while covered < len(name) and i < n:
-                    covered += len(pieces[i])
-                    i += 1
-                if covered != len(name):
-                    return self._encode_stepwise(text)
-                piece = name
-            out.append(vocab.get(piece, unk))
-            pos += len(piece)
-        return out
+        vocab, unk, names_at = self.vocab, self.unk, self.names_at
+        ids = [vocab.get(p, unk) for p in pieces]
+        out, done = [], 0  # ids[:done] are in out
+        for i in [i for i, p in enumerate(pieces) if p in names_at]:
+            if i >= done and (name := self._name_at(pieces, i)) is not None:
+                out += ids[done:i]
+                out.append(vocab.get(name[1], unk))
+                done = i + name[0]
+        return out + ids[done:] if done else ids
 
-    def _encode_stepwise(self, text: str) -> list[int]:
-        """The same ids, one regex match per piece."""
-        out, pos, n = [], 0, len(text)
-        while pos < n:
-            piece = self._name_at(text, pos, _WORD_PIECE.match(text, pos).group())  # every character starts one
-            out.append(self.vocab.get(piece, self.unk))
-            pos += len(piece)
-        return out
-
-    def _name_at(self, text: str, pos: int, piece: str) -> str:
-        """The longest item name that ``piece`` (at ``pos``) starts, ending at a word boundary, with the piece's
-        leading space; else ``piece`` itself."""
-        start = pos + 1 if piece[0] == " " else pos
-        for name in self.by_first.get(piece[start - pos :], ()):
-            end = start + len(name)
-            if text.startswith(name, start) and (
-                end == len(text) or not text[end].isascii() or not text[end].isalnum()
-            ):
-                return text[pos:end]
-        return piece
+    def _name_at(self, pieces: list[str], i: int) -> tuple[int, str] | None:
+        """(pieces covered, token) of the longest name that starts at piece ``i``, None if none. The regex's word
+        boundary after a name: the next piece does not start with a digit (a letter would have been in the name's
+        last piece)."""
+        for rest, name in self.names_at[pieces[i]]:
+            k = len(rest) + 1
+            if tuple(pieces[i + 1 : i + k]) == rest and not (i + k < len(pieces) and pieces[i + k][0] in "0123456789"):
+                return k, name
+        return None
 
 
 def build_wordlevel(names: str = "whole") -> Tokenizer:
