@@ -493,9 +493,11 @@ class ProbeConfig:
     batch_size: int = 64
     """Sequences per probe step (spec C.5: 256 med / 128 hard); also the evaluation batch."""
     lr: float = 2e-3
-    """Peak LR; no warm-up, linear decay to 0 (spec C.5)."""
+    """Peak LR; linear decay to 0 (spec C.5)."""
     weight_decay: float = 0.01
     """AdamW weight decay on the matrices (A, B, head weight), not on the head bias."""
+    warmup: float = field(default=0.0, metadata=HASH_IF_SET)
+    """Fraction of the steps with a linear LR warm-up, capped by the decay line (0: none, as spec C.5)."""
     rank: int = 8
     """Rank of the input-embedding update E + A·B (spec C.5: 8)."""
     train_problems: int = 1000
@@ -558,6 +560,8 @@ class ProbeConfig:
             raise ConfigError(f"lr: must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
             raise ConfigError(f"weight_decay: must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ConfigError(f"warmup: a fraction of the steps, >= 0 and < 1, got {self.warmup}")
         if any(not isinstance(x, int) or x < 0 for x in self.layers) or len(set(self.layers)) != len(self.layers):
             raise ConfigError(f"layers: distinct block indices >= 0, got {self.layers}")
         if not self.device:

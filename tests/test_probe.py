@@ -5,6 +5,8 @@ sequences over a small token alphabet (40 ids): like iGSM text, tokens recur, so
 cannot just memorise each sequence by its own tokens (with 1,700 distinct random ids it does).
 """
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -341,8 +343,26 @@ def test_config_validation():
             ProbeConfig(test_sets=bad)
     with pytest.raises(ConfigError, match="^layers"):
         ProbeConfig(layers=(-2,))
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="^warmup"):
+            ProbeConfig(warmup=bad)
     assert P.n_classes("value") == 24 and P.n_classes("nece") == 2
     assert pa.types.is_int8(tables.PROBE_PREDICTIONS.field("prediction").type)
+
+
+def test_probe_lr_warms_up_then_decays():
+    """No warm-up: spec C.5's linear decay, exactly as before the option existed; with one: a linear ramp to the
+    decay line, then the decay line to 0."""
+    plain = ProbeConfig(steps=300, lr=2e-2)
+    assert [P.probe_lr(plain, s) for s in (0, 150, 299)] == [2e-2 * (1 - s / 300) for s in (0, 150, 299)]
+    warm = dataclasses.replace(plain, warmup=0.1)
+    lrs = [P.probe_lr(warm, s) for s in range(300)]
+    top = lrs.index(max(lrs))
+    assert lrs[0] == pytest.approx(2e-2 / 30) and 20 < top < 30 and max(lrs) < 2e-2
+    assert all(a < b for a, b in zip(lrs[:top], lrs[1 : top + 1])) and all(
+        a > b for a, b in zip(lrs[top:], lrs[top + 1 :])
+    )
+    assert lrs[30:] == [P.probe_lr(plain, s) for s in range(30, 300)]
 
 
 @pytest.mark.parametrize("canon", ["", "ABCD"])

@@ -23,8 +23,8 @@ GOLDEN = {
         "generate:test_reask_seen": "97345f73",
         "train": "f1cc07aa",
         "evaluate": "e464e0e4",
-        "probe": "1417f25e",
-        "analyze": "0d600d42",
+        "probe": "3a9b9d70",
+        "analyze": "c052332f",
     },
     # installs physlm/pretrained/tiny (every section from its card): tiny's steps while tiny is the card's; they
     # stay when tiny changes
@@ -111,8 +111,8 @@ GOLDEN = {
         "generate:test_reask_seen": "97345f73",
         "train": "81cad387",
         "evaluate": "b3e18e70",
-        "probe": "4dc3e3cc",
-        "analyze": "4379ed55",
+        "probe": "17ede35c",
+        "analyze": "9d850c6c",
         "sweep": "aa403656",
     },
     "grid-size1": {

@@ -255,6 +255,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
 
 
+def probe_lr(cfg: ProbeConfig, step: int) -> float:
+    """The LR of probe step ``step``: linear decay from ``cfg.lr`` at step 0 to 0 after the last step, under a
+    linear warm-up ramp over the first ``cfg.warmup`` of the steps (rounded to whole steps) if any."""
+    decay, ramp = 1 - step / cfg.steps, round(cfg.warmup * cfg.steps)
+    return cfg.lr * min(decay, (step + 1) / ramp) if ramp else cfg.lr * decay
+
+
 def fit_vprobe(
     model,
     seqs: Sequence[Sequence[int]],
@@ -266,7 +273,7 @@ def fit_vprobe(
     on_step=None,
 ) -> tuple[VProbe, list[float]]:
     """Train a V-probe on ``(sequence, label)`` pairs (each sequence ending with its [END]) with spec C.5's
-    recipe: AdamW (β = 0.9, 0.98 as pretraining), ``cfg.lr``, no warm-up, linear decay to 0, ``cfg.steps``
+    recipe: AdamW (β = 0.9, 0.98 as pretraining), ``cfg.lr`` on :func:`probe_lr`'s schedule, ``cfg.steps``
     steps of ``cfg.batch_size`` random examples (epochs of a seeded permutation). Moves ``model`` to
     ``cfg.device``; the head reads activation site ``layer``. Returns the probe (eval mode) and the loss per
     step."""
@@ -294,9 +301,8 @@ def fit_vprobe(
             idx += take
             pos += len(take)
         y = y_all[idx].to(dev)  # (batch,)
-        # ---- step: linear decay from cfg.lr at step 0 to 0 after the last step
         for group in opt.param_groups:
-            group["lr"] = cfg.lr * (1 - step / cfg.steps)
+            group["lr"] = probe_lr(cfg, step)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = _batch_logits(probe, [seqs[i] for i in idx], pad_id, dev)  # (batch n_classes)
         loss = F.cross_entropy(logits.float(), y)
