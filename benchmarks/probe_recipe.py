@@ -41,7 +41,17 @@ from physlm.store.steps import StepNotDone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "probe_recipe.jsonl")
-PROBE_KEYS = ("steps", "lr", "batch_size", "weight_decay", "rank", "train_problems", "test_problems", "balanced")
+PROBE_KEYS = (
+    "steps",
+    "lr",
+    "warmup",
+    "batch_size",
+    "weight_decay",
+    "rank",
+    "train_problems",
+    "test_problems",
+    "balanced",
+)
 """The recipe fields each result records."""
 
 

@@ -493,11 +493,13 @@ class ProbeConfig:
     batch_size: int = 64
     """Sequences per probe step (spec C.5: 256 med / 128 hard); also the evaluation batch."""
     lr: float = 2e-3
-    """Peak LR; linear decay to 0 (spec C.5)."""
+    """LR at step 0 of its linear decay to 0 (spec C.5); with ``warmup`` the ramp meets that line a little below it
+    (tiny: 0.91 lr at step 27 of 300)."""
     weight_decay: float = 0.01
     """AdamW weight decay on the matrices (A, B, head weight), not on the head bias."""
     warmup: float = field(default=0.0, metadata=HASH_IF_SET)
-    """Fraction of the steps with a linear LR warm-up, capped by the decay line (0: none, as spec C.5)."""
+    """Fraction of the steps with a linear LR warm-up, capped by the decay line; ``warmup * steps`` is rounded to the
+    nearest whole step (Python's ``round``) and under 2 steps changes nothing (0: none, as spec C.5)."""
     rank: int = 8
     """Rank of the input-embedding update E + A·B (spec C.5: 8)."""
     train_problems: int = 1000

@@ -166,11 +166,12 @@ _TINY_EVAL = EvalConfig(decodings=("greedy",), max_new_tokens=160)  # every prob
 # Baselines: random-init (and the majority class, always); the linear probe on 5,600 training examples a task
 # costs ~13 s of a core each (~40 s of the stage), which the 15-minute run cannot spare with the probes above
 # (fresh run with it: 14 min 20 s): `--set probe.baselines=random_init,linear` adds it.
-# Warm-up over the first 10 % of the steps (30): without it, at lr 2e-2 from step 0, one probe seed in six failed
-# on run 13's model (nece MCC 0.098, accuracy under the majority's, against 0.43-0.57 for the other five); with it
-# the same six seeds gave 0.45-0.59 (mean 0.54 against 0.45), random-init 0.00-0.10
-# (benchmarks/results/probe_recipe.jsonl, rows base-r13 and warmup30-r13, run as 30 steps: what 0.1 is now; the
-# other five tasks, seeds 0 and 1: within the seeds' spread).
+# Warm-up: the LR ramps up over the first 10 % of the steps (it meets the decay line at step 27, 0.91 lr). Without
+# it, at lr 2e-2 from step 0, one probe seed in six failed on run 13's model (nece MCC 0.098, accuracy under the
+# majority's, against 0.42-0.57 for the other five); with it the same six seeds gave 0.45-0.59 (mean 0.54 against
+# 0.45), random-init 0.00-0.10 (benchmarks/results/probe_recipe.jsonl, rows base-r13 and warmup30-r13, run as a
+# 30-step ramp: the same schedule, the stage's metrics with either form equal to the last digit; the other five
+# tasks, seeds 0 and 1: within the seeds' spread).
 _TINY_PROBE = ProbeConfig(
     steps=300,
     lr=2e-2,

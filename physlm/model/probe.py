@@ -257,7 +257,7 @@ def resolve_device(device: str) -> torch.device:
 
 def probe_lr(cfg: ProbeConfig, step: int) -> float:
     """The LR of probe step ``step``: linear decay from ``cfg.lr`` at step 0 to 0 after the last step, under a
-    linear warm-up ramp over the first ``cfg.warmup`` of the steps (rounded to whole steps) if any."""
+    linear warm-up ramp ``(step + 1) / round(cfg.warmup * cfg.steps)`` if that is not 0."""
     decay, ramp = 1 - step / cfg.steps, round(cfg.warmup * cfg.steps)
     return cfg.lr * min(decay, (step + 1) / ramp) if ramp else cfg.lr * decay
 
