@@ -5,6 +5,7 @@ marker ids (on a synthetic byte-level vocabulary: no GPT-2 files on this machine
 import json
 import os
 import random
+import re
 
 import pytest
 
@@ -81,6 +82,23 @@ def test_fast_encoding_equals_the_library(names, problems, tmp_path):
     assert not tok._fast.handles(special) and tok.encode(special) == library_ids(tok, special)
     tok.save(str(tmp_path))
     assert T.load(str(tmp_path))._fast is not None
+
+
+def test_fast_encoding_backs_off_to_a_shorter_name():
+    """Names that are word-prefixes of longer ones (none in our vocabulary): where the longer name fails its word
+    boundary, the regex falls back to the shorter name; so does the piece matcher (against Python's ``re`` on the
+    same alternation, which tries alternatives in order as the library's Onig does)."""
+    names = ["Harbor Point", "Harbor Point Bay", "Point Bay"]
+    pieces = [" Harbor", " Point", " Bay", "Harbor", "7", " 7", "'s", " ", "x", "."]
+    vocab = {t: i for i, t in enumerate(pieces + [lead + n for n in names for lead in ("", " ")])}
+    fast = T._FastWordLevel(vocab, names, unk=-1, specials=[])
+    longest = sorted(names, key=lambda n: (-len(n), n))
+    regex = re.compile(" ?(?:" + "|".join(map(re.escape, longest)) + ")(?![A-Za-z0-9])|" + T._WORD_PIECE.pattern)
+    rng = random.Random(1)
+    texts = [" Harbor Point Bay7 Harbor Point Bay. Harbor Point Bay's Point Bay7", "Harbor Point Bay x Harbor Point7"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 10))) for _ in range(3000)]
+    for text in texts:
+        assert fast.encode(text) == [vocab.get(m, -1) for m in regex.findall(text)], repr(text)
 
 
 def test_build_is_deterministic(tok):
