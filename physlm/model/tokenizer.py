@@ -221,19 +221,28 @@ def wordlevel_vocab(names: str = "whole") -> list[str]:
     return list(dict.fromkeys(tokens))  # ordered de-duplication
 
 
-def _split_regex(names: str) -> str:
-    """Regex alternation of the pre-tokenizer: [space]name (longest first), [space]word, bare symbol."""
-    parts = []
-    if names == "whole":
-        multi = sorted({n for n in igsm_vocab.load().all_items() if " " in n}, key=lambda n: (-len(n), n))
-        # A name must end at a word boundary: "Bay" must not eat the start of "Bayview".
-        parts.append(" ?(?:" + "|".join(re.escape(n) for n in multi) + ")(?![A-Za-z0-9])")
-    parts += [" ?[A-Za-z]+", " ?[0-9]+", "'s", " ?[^A-Za-z0-9 ]", " "]
-    return "|".join(parts)
+def _multi_word_items() -> list[str]:
+    """The item names of more than one word: the ones the pre-tokenizer must keep whole."""
+    return [n for n in igsm_vocab.load().all_items() if " " in n]
 
 
 _WORD_PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]+|'s| ?[^A-Za-z0-9 ]| ")
-"""The pre-tokenizer's alternatives after the item names, in its order (:func:`_split_regex`)."""
+"""The pre-tokenizer's alternatives after the item names, in its order (:func:`_pattern`)."""
+
+
+def _pattern(names: list[str]) -> str:
+    """Regex alternation of the pre-tokenizer: [space]name (longest first; none if ``names`` is empty), [space]word,
+    bare symbol."""
+    if not names:
+        return _WORD_PIECE.pattern
+    multi = sorted(set(names), key=lambda n: (-len(n), n))
+    # A name must end at a word boundary: "Bay" must not eat the start of "Bayview".
+    return " ?(?:" + "|".join(re.escape(n) for n in multi) + ")(?![A-Za-z0-9])|" + _WORD_PIECE.pattern
+
+
+def _split_regex(names: str) -> str:
+    """The pre-tokenizer's regex for ``names`` = "whole" (multi-word names kept whole) or "words"."""
+    return _pattern(_multi_word_items() if names == "whole" else [])
 
 
 class _FastWordLevel:
@@ -262,7 +271,7 @@ class _FastWordLevel:
             return None
         for mode in ("whole", "words"):
             if pattern == _split_regex(mode):
-                names = [n for n in igsm_vocab.load().all_items() if " " in n] if mode == "whole" else []
+                names = _multi_word_items() if mode == "whole" else []
                 specials = [t["content"] for t in spec.get("added_tokens", [])]
                 return cls(model["vocab"], names, model["vocab"][model["unk_token"]], specials)
         return None
