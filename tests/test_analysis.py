@@ -176,6 +176,52 @@ def test_the_unfinished_probe_step_is_invisible(root):
     assert {r["n"] for r in rows_of("probe_accuracy", test_set="test_id")} == {100}  # not 200
 
 
+def _probe_step(root: str, h: str, ended_at: str, nece_accuracy: float, flip: bool) -> None:
+    """A finished probe step of the fixture's checkpoint with a step.json: E4-E6 rows whose nece V-probe
+    accuracy is `nece_accuracy` (mcc alike), and E8's rows, every prediction flipped if `flip`."""
+    from test_report import metrics, predictions_e8
+
+    from physlm import tables
+
+    folder = storage.join(root, "probe", h)
+    rows = [
+        {**r, "accuracy": nece_accuracy, "mcc": nece_accuracy}
+        if (r["task"], r["baseline"], r["slice"]) == ("nece", "vprobe", "all")
+        else r
+        for r in metrics()
+    ]
+    preds = [{**p, "prediction": 1 - p["prediction"]} if flip else p for p in predictions_e8()]
+    storage.write_parquet(tables.table(rows, tables.PROBE_METRICS), storage.join(folder, "probe_metrics.parquet"))
+    storage.write_parquet(
+        tables.table(preds, tables.PROBE_PREDICTIONS), storage.join(folder, "probe_predictions.parquet")
+    )
+    storage.write_json(storage.join(folder, "step.json"), {"ended_at": ended_at})
+    storage.write_bytes(storage.join(folder, "_SUCCESS"), b"")
+
+
+def test_the_newest_probe_step_of_a_checkpoint_replaces_the_older_ones(root):
+    from physlm.sql.warehouse import query
+
+    # the step that ended last wins, whatever its hash; the fixture's steps (no step.json) count as oldest
+    _probe_step(root, "b0000009", "2026-12-03T10:00:00+00:00", 0.4, flip=True)
+    _probe_step(root, "b000000f", "2026-12-01T10:00:00+00:00", 0.1, flip=False)
+    acc = rows_of("probe_accuracy", test_set="test_id")
+    assert [(r["task"], r["n"]) for r in acc][:2] == [("nece", 100), ("dep", 100)]  # one step's rows, not pooled
+    assert (acc[0]["vprobe"], acc[0]["vprobe_mcc"], acc[0]["random_init"]) == (0.4, 0.4, 0.6)
+    assert {r["n"] for r in run_query("probe_unnecessary").to_pylist()} == {30}
+    (nn,) = rows_of("error_not_ready", task="nece_next", test_set="all")
+    assert (nn["n_matched"], nn["share_probe_false"]) == (1, 0.0)  # the newest step's flipped prediction
+    # the fixture's E7 and E10 rows come from its older steps only: they stay the newest of their kind
+    assert run_query("error_unnecessary_plan").to_pylist()[0]["n_probed"] == 3
+    assert len(run_query("layer_distance").to_pylist()) == 5 * 8
+    # the views keep every step's rows, marked
+    rows = query("select step, ended_at, bool_and(latest) l, bool_or(latest) a from probe_metrics group by all")
+    by_step = {r["step"]: (r["ended_at"], r["l"], r["a"]) for r in rows.to_pylist()}
+    assert by_step["b0000009"] == ("2026-12-03T10:00:00+00:00", True, True)
+    assert by_step["b000000f"] == ("2026-12-01T10:00:00+00:00", False, False)
+    assert by_step["b0000001"] == (None, False, False) and by_step["b0000003"] == (None, True, True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The analyze step
 

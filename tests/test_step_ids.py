@@ -24,7 +24,7 @@ GOLDEN = {
         "train": "f1cc07aa",
         "evaluate": "e464e0e4",
         "probe": "3a9b9d70",
-        "analyze": "c052332f",
+        "analyze": "9f306a8e",
     },
     # installs physlm/pretrained/tiny (every section from its card): tiny's steps while tiny is the card's; they
     # stay when tiny changes
@@ -40,7 +40,7 @@ GOLDEN = {
         "train": "f1cc07aa",
         "evaluate": "e464e0e4",
         "probe": "1417f25e",
-        "analyze": "0d600d42",
+        "analyze": "8a5f5b42",
     },
     "med-pq": {
         "generate:train": "f9e011d4",
@@ -54,7 +54,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "fe6b9593",
-        "analyze": "5ffc0470",
+        "analyze": "ca2b8f9e",
     },
     "med-qp": {
         "generate:train": "19da129b",
@@ -68,7 +68,7 @@ GOLDEN = {
         "train": "edb53fa4",
         "evaluate": "55703459",
         "probe": "9321c775",
-        "analyze": "2f42cb24",
+        "analyze": "56cf9a3c",
     },
     "hard-pq": {
         "generate:train": "7d4016d4",
@@ -83,7 +83,7 @@ GOLDEN = {
         "train": "4ddd331d",
         "evaluate": "bde50207",
         "probe": "e6d37b03",
-        "analyze": "b91ecf83",
+        "analyze": "4693d1af",
     },
     "hard-qp": {
         "generate:train": "92ee9e6a",
@@ -98,7 +98,7 @@ GOLDEN = {
         "train": "301eb779",
         "evaluate": "66d7977f",
         "probe": "542d5a94",
-        "analyze": "8e773e7d",
+        "analyze": "81afa3f2",
     },
     "grid-tiny": {
         "generate:train": "dcadbd46",
@@ -112,7 +112,7 @@ GOLDEN = {
         "train": "81cad387",
         "evaluate": "b3e18e70",
         "probe": "17ede35c",
-        "analyze": "9d850c6c",
+        "analyze": "0e0df2be",
         "sweep": "aa403656",
     },
     "grid-size1": {
@@ -127,7 +127,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "7ecd0d66",
-        "analyze": "49483e1e",
+        "analyze": "60ac5568",
         "sweep": "ec7b57d0",
     },
     "grid-size2": {
@@ -142,7 +142,7 @@ GOLDEN = {
         "train": "f2c7da85",
         "evaluate": "82d1b171",
         "probe": "7ecd0d66",
-        "analyze": "49483e1e",
+        "analyze": "60ac5568",
         "sweep": "28f706d2",
     },
 }

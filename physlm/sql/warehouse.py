@@ -49,6 +49,27 @@ def _finished(name: str, root: str) -> list[tuple[str, str]]:
     return out
 
 
+def _step_order(name: str, root: str) -> pa.Table:
+    """`(step, ended_at, step_order)` of every finished step called `name`: step_order ranks them by the
+    `ended_at` of their step.json (ties and steps without one, e.g. written by hand, ordered by hash; those
+    without one first), so a view can tell a newer step's rows from an older one's."""
+    rows = []
+    for h, folder in _finished(name, root):
+        try:
+            ended = storage.read_json(storage.join(folder, steps.INFO)).get("ended_at")
+        except (FileNotFoundError, ValueError):
+            ended = None
+        rows.append((ended is not None, ended or "", h))
+    rows.sort()
+    return pa.table(
+        {
+            "step": pa.array([h for _, _, h in rows], pa.string()),
+            "ended_at": pa.array([e or None for _, e, _ in rows], pa.string()),
+            "step_order": pa.array(range(len(rows)), pa.int64()),
+        }
+    )
+
+
 def _sql_list(items: list[str]) -> str:
     return "[" + ", ".join("'" + s.replace("'", "''") + "'" for s in items) + "]"
 
@@ -76,6 +97,7 @@ def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
         con.register_filesystem(fs)
 
     con.execute(_view_sql("macros"))
+    con.register("_probe_steps", _step_order("probe", root))
     # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
     for view, step_name, pattern, schema, _ in VIEWS:
         if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder

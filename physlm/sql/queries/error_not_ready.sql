@@ -14,7 +14,8 @@
 --      gold-solution probe samples (any other source): the gold state with the same number of correct
 --      (necessary) sentences written. The gold prefix holds as many necessary steps, but not necessarily
 --      the same parameters, so its label and hidden state only approximate those at the model's prefix.
--- A pair probed several times: majority of the predictions.
+-- Probe rows of the newest probe step that probed them (probe_predictions.latest, per source); a pair probed
+-- several times there: majority of the predictions.
 -- Columns: model, checkpoint_id, task, test_set ('all' = pooled), n_wrong, n_located, n_matched (label
 --          false and probed), n_exact_state, n_probe_false, share_probe_false, ci_low, ci_high (Wilson 95%).
 WITH w AS (
@@ -36,7 +37,7 @@ WITH w AS (
     SELECT checkpoint_id, problem_id, param_a, task, state, coalesce(source = 'first_wrong', true) AS own_prefix,
            coalesce(source <> 'first_wrong', true) AS gold_prefix, avg(prediction::DOUBLE) < 0.5 AS probe_false
     FROM probe_predictions
-    WHERE task IN ('can_next', 'nece_next') AND baseline = 'vprobe' AND layer = -1 AND label = 0
+    WHERE task IN ('can_next', 'nece_next') AND baseline = 'vprobe' AND layer = -1 AND label = 0 AND latest
     GROUP BY ALL
 ), m AS (  -- every (wrong solution, task) with its best matching probe row (exact state first)
     SELECT k.checkpoint_id, k.problem_id, k.test_set, t.task, k.located,

@@ -4,8 +4,8 @@
 -- made before the solution starts (no number given; high share = planning error).
 -- Generations: re-ask test sets (test_set contains 'reask'), greedy, fully correct, with unnecessary
 -- parameters; each unnecessary A (unnest of generations.unnecessary) is joined to probe_predictions of
--- task 'nece' on (checkpoint_id, problem_id, param_a), V-probe at layer -1 (a pair probed by several
--- steps: majority of their predictions). Only probed pairs enter the share; the probe step must probe
+-- task 'nece' on (checkpoint_id, problem_id, param_a), V-probe at layer -1, from the newest probe step that
+-- probed them (probe_predictions.latest; a pair probed several times there: majority of its predictions). Only probed pairs enter the share; the probe step must probe
 -- these pairs (probe.make_example) for n_probed to be large: random probe samples rarely hit them.
 -- Columns: model, checkpoint_id, test_set, n_solutions, n_unnecessary (pairs), n_probed, n_probe_true,
 --          share_probe_true, ci_low, ci_high (Wilson 95%).
@@ -16,7 +16,7 @@ WITH g AS (
 ), p AS (
     SELECT checkpoint_id, problem_id, param_a, avg(prediction::DOUBLE) >= 0.5 AS probe_true
     FROM probe_predictions
-    WHERE task = 'nece' AND baseline = 'vprobe' AND layer = -1
+    WHERE task = 'nece' AND baseline = 'vprobe' AND layer = -1 AND latest
     GROUP BY ALL
 ), j AS (
     SELECT g.checkpoint_id, g.test_set,

@@ -3,14 +3,14 @@
 -- from the query: shallow layers get small t right; larger t need deeper layers (the model's depth bounds
 -- the reasoning length it can plan in one pass).
 -- probe_metrics slices "t=1".."t=8" of task nece, V-probe, every layer (-1 = after the final LayerNorm,
--- i.e. the last layer), per test set; probe steps pooled weighted by n.
+-- i.e. the last layer), per test set; each from the newest probe step that measured it (latest).
 -- Columns: model, checkpoint_id, test_set, layer, t, n, accuracy, majority.
 WITH m AS (
     SELECT checkpoint_id, test_set, layer::INTEGER AS layer, CAST(substr(slice, 3) AS INTEGER) AS t,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority
     FROM probe_metrics
-    WHERE task = 'nece' AND baseline = 'vprobe' AND slice LIKE 't=%'
+    WHERE task = 'nece' AND baseline = 'vprobe' AND slice LIKE 't=%' AND latest
     GROUP BY ALL
 )
 SELECT coalesce(c.model, m.checkpoint_id) AS model, m.*

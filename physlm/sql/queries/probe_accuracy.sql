@@ -4,7 +4,8 @@
 -- probe on a randomly initialised model; can_next ~99% (Part 2.2).
 -- Slice "all", the paper's probe site (layer -1: the last layer, after the final LayerNorm); baselines
 -- side by side, per test set (test_id: the paper's unseen templates; test_seen: fresh problems of the training
--- templates). Several probe steps of one checkpoint are pooled, weighted by n.
+-- templates). Each row from the newest probe step that measured it (probe_metrics.latest), never pooled across
+-- probe steps of other recipes or seeds.
 -- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority, vprobe_mcc,
 -- random_init_mcc.
 WITH m AS (
@@ -12,7 +13,7 @@ WITH m AS (
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority, avg(mcc) AS mcc
     FROM probe_metrics
-    WHERE slice = 'all' AND layer = -1
+    WHERE slice = 'all' AND layer = -1 AND latest
     GROUP BY ALL
 )
 SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, task,

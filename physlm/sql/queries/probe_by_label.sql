@@ -1,8 +1,8 @@
 -- probe_by_label — E6, paper Fig. 12 (spec C.5).
 -- Paper: dep and nece_next are skewed (all-false scores 83% / 92%), so the accuracy is split by the true
 -- label: the probe is accurate on the positives as well as on the negatives, i.e. it is no majority guess.
--- probe_metrics slices "positive" / "negative", tasks dep and nece_next, layer -1, per test set; probe steps
--- pooled.
+-- probe_metrics slices "positive" / "negative", tasks dep and nece_next, layer -1, per test set; each from the
+-- newest probe step that measured it (latest).
 -- Columns: model, checkpoint_id, test_set, task, label (positive | negative), n, vprobe, random_init, linear,
 -- majority.
 WITH m AS (
@@ -10,7 +10,7 @@ WITH m AS (
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority
     FROM probe_metrics
-    WHERE slice IN ('positive', 'negative') AND layer = -1 AND task IN ('dep', 'nece_next')
+    WHERE slice IN ('positive', 'negative') AND layer = -1 AND task IN ('dep', 'nece_next') AND latest
     GROUP BY ALL
 )
 SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, task, label,

@@ -3,14 +3,14 @@
 -- solution): the model computes the all-pair dependency graph before the question, a "level-2" skill the
 -- training data never requires.
 -- probe_metrics slice "unnecessary" (A not in the solution), tasks dep and can_next, layer -1; baselines
--- side by side, per test set, probe steps pooled weighted by n.
+-- side by side, per test set, each from the newest probe step that measured it (latest).
 -- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority.
 WITH m AS (
     SELECT checkpoint_id, test_set, task, baseline,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
            sum(majority_accuracy * n) / sum(n) AS majority
     FROM probe_metrics
-    WHERE slice = 'unnecessary' AND layer = -1 AND task IN ('dep', 'can_next')
+    WHERE slice = 'unnecessary' AND layer = -1 AND task IN ('dep', 'can_next') AND latest
     GROUP BY ALL
 )
 SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, task,
