@@ -384,6 +384,10 @@ class TrainConfig:
     plan_weight: float = field(default=1.0, metadata=HASH_IF_SET)
     """Weight of the cross-entropy at a solution's plan choices, the names after "Define" (which parameter to
     compute next; physlm/model/weights.py); 1 = the plain loss."""
+    mtp: float = field(default=0.0, metadata=HASH_IF_SET)
+    """Multi-token prediction: the weight of an auxiliary cross-entropy on the token after next, predicted from
+    the final hidden state by a train-only head (physlm/model/mtp.py; not part of the saved model); 0 = none.
+    Needs the sparse loss: compile "off" or "body"."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
@@ -420,6 +424,11 @@ class TrainConfig:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
         if not (self.arith_weight > 0 and self.plan_weight > 0):
             raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
+        if self.mtp < 0 or (self.mtp > 0 and self.compile in ("on", "auto")):
+            raise ConfigError(
+                f"mtp: must be >= 0, and > 0 needs compile 'off' or 'body' (the sparse loss), got {self.mtp} "
+                f"with compile {self.compile!r}"
+            )
         if names_folder(self.pretrained):  # a folder: kept as where it is, so it is found from anywhere
             object.__setattr__(self, "pretrained", os.path.abspath(os.path.expanduser(self.pretrained)))
         for name, allowed in (

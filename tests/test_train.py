@@ -142,6 +142,10 @@ def test_config_validation():
         TrainConfig(batch_size=8, micro_batch_size=3)
     with pytest.raises(TrainConfigError, match="loss_on"):
         TrainConfig(loss_on="answer")
+    with pytest.raises(TrainConfigError, match="mtp"):
+        TrainConfig(mtp=0.5)  # compile "auto" would take the whole (dense) loss on a GPU
+    with pytest.raises(TrainConfigError, match="mtp"):
+        TrainConfig(mtp=-1, compile="off")
     cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.01)
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3) and lr_at(55, cfg) == pytest.approx(0.505)
@@ -265,10 +269,13 @@ class CrashingSource:
             yield b
 
 
-@pytest.mark.parametrize("online", [False, True])
-def test_kill_and_resume_is_bitwise_identical(source, tok, tmp_path, online):
+@pytest.mark.parametrize(("online", "mtp"), [(False, 0.0), (True, 0.0), (True, 0.5)])
+def test_kill_and_resume_is_bitwise_identical(source, tok, tmp_path, online, mtp):
+    """... with train.mtp's head too: its weights are in the training state and resume with it."""
     data = OnlineProblems(GEN, tok) if online else source
     cfg = TrainConfig(
+        mtp=mtp,
+        compile="off",
         steps=10,
         batch_size=4,
         micro_batch_size=2,
@@ -293,6 +300,38 @@ def test_kill_and_resume_is_bitwise_identical(source, tok, tmp_path, online):
     assert sa["position"] == sb["position"] and sa["tokens_seen"] == sb["tokens_seen"]
     for k, st in sa["optimizer"]["state"].items():
         assert all(torch.equal(st[n], sb["optimizer"]["state"][k][n]) for n in st)
+    assert ("mtp_head" in sa) == (mtp > 0)
+    if mtp:
+        assert all(torch.equal(v, sb["mtp_head"][k]) for k, v in sa["mtp_head"].items())
+        assert not any(k.startswith(("ln.", "up.", "down.")) for k in wa)  # the head is not in the model
+        checkpoint.load_model(a)  # and the model loads as a plain one
+
+
+def test_mtp_adds_the_weighted_loss_of_the_token_after_next(tok):
+    """train.mtp: the sparse loss plus w x the cross-entropy of token t+2 from the head on the final state at t,
+    over the positions whose next two tokens are targets; against a dense reference over every position."""
+    from physlm.model.mtp import NextNextHead
+
+    torch.manual_seed(0)
+    model = build(model_cfg(tok))
+    head = NextNextHead(model.config.hidden_size, 0.02)
+    batch = next(OnlineProblems(GEN, tok).batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
+    ids, mask = batch.ids, batch.mask
+    plain = NextTokenLoss(model, sparse=True)(ids, mask)
+    got = NextTokenLoss(model, sparse=True, mtp=(head, 0.3))(ids, mask)
+    states = model.gpt_neox(input_ids=ids).last_hidden_state  # (b, T, d), after the final LayerNorm
+    ref = 0.0
+    for r in range(ids.shape[0]):
+        for t in range(ids.shape[1] - 2):
+            if mask[r, t + 1] and mask[r, t + 2]:
+                logits = model.get_output_embeddings()(head(states[r, t][None]))
+                ref = ref + torch.nn.functional.cross_entropy(logits, ids[r, t + 2][None], reduction="sum")
+    assert ref > 0
+    torch.testing.assert_close(got - plain, 0.3 * ref, rtol=1e-4, atol=1e-3)
+    got.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    with pytest.raises(TrainConfigError, match="mtp"):
+        NextTokenLoss(model, sparse=False, mtp=(head, 0.3))
 
 
 def test_compiled_body_trains_like_eager(source, tok, tmp_path):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from physlm import machine
 from physlm.config import ConfigError, ModelConfig, TrainConfig
 from physlm.model import activations as act
+from physlm.model import mtp as multi
 from physlm.model.gpt import build
 from physlm.model.letters import FreshLetters
 from physlm.model.weights import PositionWeights
@@ -81,10 +82,15 @@ class NextTokenLoss(torch.nn.Module):
         sparse: bool,
         letters: FreshLetters | None = None,
         weights: PositionWeights | None = None,
+        mtp: tuple[multi.NextNextHead, float] | None = None,
     ):
         super().__init__()
         # weights: arithmetic results and plan choices weighted (physlm/model/weights.py); None: the plain loss
         self.model, self.sparse, self.letters, self.weights = model, sparse, letters, weights
+        # mtp: (head, weight) of the token-after-next loss (physlm/model/mtp.py; sparse only); None: none
+        self.head, self.mtp_weight = mtp if mtp is not None else (None, 0.0)
+        if self.head is not None and not sparse:
+            raise ConfigError("train.mtp: needs the sparse loss (compile 'off' or 'body'), not the whole loss compiled")
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.sparse:
@@ -97,6 +103,10 @@ class NextTokenLoss(torch.nn.Module):
                 return x[:, 1:][sel]
 
             targets = at(ids)
+            if self.head is not None:
+                unembed = self.model.get_output_embeddings()
+                extra = multi.loss_sum(self.head, unembed, hidden, ids, mask, predicts) * self.mtp_weight
+                return self._sum(logits.float(), targets, ids, at) + extra
         else:
             logits = self.model(input_ids=ids, use_cache=False).logits.flatten(0, 1)
             targets = shifted_targets(ids, mask).flatten()  # -100 where t+1 is not a target
@@ -157,6 +167,7 @@ def train_step(
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW over ``model``'s parameters (with train.mtp, a ModuleList of the model and its head)."""
     # Decay matrices and embeddings (dim >= 2); biases and LayerNorm gains stay free (nanoGPT's rule).
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -224,15 +235,17 @@ def _setup(cfg: TrainConfig, n_ctx: int) -> _Run:
 
 def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, resume: bool):
     """The model and optimizer, seeded, and resumed from the newest checkpoint of ``out_dir`` if any; returns
-    ``(model, opt, state)`` with ``state`` = step, data position, tokens seen, resumed-from step, meta URL."""
+    ``(model, head, opt, state)`` with ``head`` train.mtp's head (None without) and ``state`` = step, data
+    position, tokens seen, resumed-from step, meta URL."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = build(model_cfg).to(run.device)
+    head = multi.NextNextHead(model_cfg.width, model_cfg.init_std).to(run.device) if cfg.mtp else None
     # Fused on CUDA only: on a CPU the fused kernel saves ~3 ms of a tiny step (2 %) but rounds differently; the
     # tiny preset's one fresh run with it scored test_seen 53.0 %, two without it 59.5 and 57.0 % (the CPU runs
     # are not bitwise reproducible): no harm shown, no gain worth a change of numerics either.
-    opt = make_optimizer(model, cfg, fused=run.device.type == "cuda")
+    opt = make_optimizer(_trained(model, head), cfg, fused=run.device.type == "cuda")
     state = {"step": 0, "position": None, "tokens_seen": 0, "resumed_from": None, "checkpoint": None}
     last = checkpoint.latest(out_dir) if resume else None
     if last is not None and not checkpoint.resumable(out_dir, last):
@@ -243,6 +256,8 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
         checkpoint.load_weights(out_dir, last, model)
         saved = checkpoint.load_state(out_dir, last)
         opt.load_state_dict(saved["optimizer"])
+        if head is not None:
+            head.load_state_dict(saved["mtp_head"])
         checkpoint.set_rng_state(saved["rng"])
         state.update(
             step=last,
@@ -252,7 +267,12 @@ def _build(model_cfg: ModelConfig, cfg: TrainConfig, run: _Run, out_dir: str, re
             checkpoint=checkpoint.meta_url(out_dir, last),
         )
         log.info("resumed from %s step %d", out_dir, last)
-    return model, opt, state
+    return model, head, opt, state
+
+
+def _trained(model: torch.nn.Module, head: torch.nn.Module | None) -> torch.nn.Module:
+    """What the optimizer and the gradient clipping see: the model, then train.mtp's head if any."""
+    return model if head is None else torch.nn.ModuleList([model, head])
 
 
 def can_compile(device: torch.device) -> bool:
@@ -283,7 +303,12 @@ def _weights(cfg: TrainConfig, data) -> PositionWeights | None:
 
 
 def _runner(
-    model, cfg: TrainConfig, run: _Run, letters: FreshLetters | None = None, weights: PositionWeights | None = None
+    model,
+    cfg: TrainConfig,
+    run: _Run,
+    letters: FreshLetters | None = None,
+    weights: PositionWeights | None = None,
+    head: multi.NextNextHead | None = None,
 ):
     """The loss module the loop calls: sparse LM head in eager mode, dense when compiled whole; with "body" the
     transformer blocks are compiled and the head stays sparse; DDP-wrapped."""
@@ -295,7 +320,8 @@ def _runner(
         compiled = body = False
     if body:  # the blocks compiled; the parameters, state dict and checkpoints stay the model's own
         act.compile_blocks(model)
-    runner = NextTokenLoss(model, sparse=not compiled, letters=letters, weights=weights)
+    mtp = None if head is None else (head, cfg.mtp)
+    runner = NextTokenLoss(model, sparse=not compiled, letters=letters, weights=weights, mtp=mtp)
     if run.world > 1:
         cuda = run.device.type == "cuda"
         runner = torch.nn.parallel.DistributedDataParallel(runner, device_ids=[run.device.index] if cuda else None)
@@ -318,8 +344,8 @@ def train(
     gets each checkpoint's meta dict (plus ``path``) on rank 0, e.g. to register it.
     """
     run = _setup(cfg, model_cfg.n_ctx)
-    model, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
-    runner = _runner(model, cfg, run, _letters(cfg, data), _weights(cfg, data))
+    model, head, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
+    runner = _runner(model, cfg, run, _letters(cfg, data), _weights(cfg, data), head)
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
@@ -338,8 +364,8 @@ def train(
         batch = next(batches)  # (micro * accum, T) rows of this rank, and the position after them
         dropped += batch.dropped
         lr = lr_at(step, cfg)
-        step_loss = train_step(runner, model, opt, batch, lr, cfg.grad_clip, run.micro, run.world, run.device,
-                               run.amp_dtype)  # fmt: skip
+        step_loss = train_step(runner, _trained(model, head), opt, batch, lr, cfg.grad_clip, run.micro, run.world,
+                               run.device, run.amp_dtype)  # fmt: skip
         step += 1
         state["position"], tokens_seen = batch.position, tokens_seen + tokens_per_step
         if run.world > 1:
@@ -366,7 +392,8 @@ def train(
         if step % cfg.ckpt_every == 0 or step == stop:
             if run.rank == 0:
                 done = {"step": step, "tokens_seen": tokens_seen, "loss": float(ckpt_acc) / ckpt_n}
-                state["checkpoint"] = _checkpoint(out_dir, model, opt, model_cfg, cfg, run, done, state, on_checkpoint)
+                state["checkpoint"] = _checkpoint(out_dir, model, head, opt, model_cfg, cfg, run, done, state,
+                                                  on_checkpoint)  # fmt: skip
             ckpt_acc.zero_()
             ckpt_n = 0
             if run.world > 1:
@@ -382,13 +409,15 @@ def train(
             "machine": machine.describe(str(run.device))}  # fmt: skip
 
 
-def _checkpoint(out_dir, model, opt, model_cfg, cfg, run: _Run, done: dict, state: dict, on_checkpoint) -> str:
-    """Save checkpoint ``done["step"]`` (weights, optimizer, data position, RNG; its meta last) and report it;
-    returns the meta file's URL."""
+def _checkpoint(out_dir, model, head, opt, model_cfg, cfg, run: _Run, done: dict, state: dict, on_checkpoint) -> str:
+    """Save checkpoint ``done["step"]`` (weights, optimizer, data position, RNG, train.mtp's head; its meta last)
+    and report it; returns the meta file's URL."""
     meta = {"model_config": model_cfg.to_dict(), "train_config": cfg.to_dict(), "name": model_cfg.name,
             "tokens_seen": done["tokens_seen"], "loss": done["loss"], "position": state["position"],
             "world": run.world}  # fmt: skip
     extra = {"position": state["position"], "tokens_seen": done["tokens_seen"]}
+    if head is not None:
+        extra["mtp_head"] = head.state_dict()
     url = checkpoint.save(out_dir, done["step"], model, opt, meta, extra)
     if on_checkpoint is not None:
         on_checkpoint({**meta, "step": done["step"], "path": url})
