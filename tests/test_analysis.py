@@ -178,8 +178,9 @@ def test_the_unfinished_probe_step_is_invisible(root):
 
 def _probe_step(root: str, h: str, ended_at: str, nece_accuracy: float, flip: bool) -> None:
     """A finished probe step of the fixture's checkpoint with a step.json: E4-E6 rows whose nece V-probe
-    accuracy is `nece_accuracy` (mcc alike), and E8's rows, every prediction flipped if `flip`."""
-    from test_report import metrics, predictions_e8
+    accuracy is `nece_accuracy` (mcc alike), and E7's and E8's rows in today's schema, every prediction flipped
+    if `flip`."""
+    from test_report import metrics, predictions_e7, predictions_e8
 
     from physlm import tables
 
@@ -190,7 +191,8 @@ def _probe_step(root: str, h: str, ended_at: str, nece_accuracy: float, flip: bo
         else r
         for r in metrics()
     ]
-    preds = [{**p, "prediction": 1 - p["prediction"]} if flip else p for p in predictions_e8()]
+    e7 = [{**p, "source": "reask_all_params"} for p in predictions_e7()]
+    preds = [{**p, "prediction": 1 - p["prediction"]} if flip else p for p in predictions_e8() + e7]
     storage.write_parquet(tables.table(rows, tables.PROBE_METRICS), storage.join(folder, "probe_metrics.parquet"))
     storage.write_parquet(
         tables.table(preds, tables.PROBE_PREDICTIONS), storage.join(folder, "probe_predictions.parquet")
@@ -211,15 +213,31 @@ def test_the_newest_probe_step_of_a_checkpoint_replaces_the_older_ones(root):
     assert {r["n"] for r in run_query("probe_unnecessary").to_pylist()} == {30}
     (nn,) = rows_of("error_not_ready", task="nece_next", test_set="all")
     assert (nn["n_matched"], nn["share_probe_false"]) == (1, 0.0)  # the newest step's flipped prediction
-    # the fixture's E7 and E10 rows come from its older steps only: they stay the newest of their kind
-    assert run_query("error_unnecessary_plan").to_pylist()[0]["n_probed"] == 3
-    assert len(run_query("layer_distance").to_pylist()) == 5 * 8
+    # E7: the newest step's rows (U1 false, U2 true, U3 false), not pooled with the fixture's older step's rows,
+    # which have no source and no test_set
+    (e7,) = run_query("error_unnecessary_plan").to_pylist()
+    assert (e7["n_probed"], e7["n_probe_true"]) == (3, 1)
+    assert len(run_query("layer_distance").to_pylist()) == 5 * 8  # E10's grid: only the fixture's older step
     # the views keep every step's rows, marked
     rows = query("select step, ended_at, bool_and(latest) l, bool_or(latest) a from probe_metrics group by all")
     by_step = {r["step"]: (r["ended_at"], r["l"], r["a"]) for r in rows.to_pylist()}
     assert by_step["b0000009"] == ("2026-12-03T10:00:00+00:00", True, True)
     assert by_step["b000000f"] == ("2026-12-01T10:00:00+00:00", False, False)
     assert by_step["b0000001"] == (None, False, False) and by_step["b0000003"] == (None, True, True)
+    # an analyze step reports its own probe input where the checkpoint was probed more than once
+    old = run_queries(("probe_accuracy", "error_unnecessary_plan"), prefer_probes=("b000000f",))
+    assert old["probe_accuracy"].to_pylist()[0]["vprobe"] == 0.1
+    assert old["error_unnecessary_plan"].to_pylist()[0]["n_probe_true"] == 2
+    step = analyze_step({"evaluate": "evaluate-e0000001", "probe": "probe-b000000f"})
+    table = pq.read_table(os.path.join(analysis.run(step), "probe_accuracy.parquet")).to_pylist()
+    assert table[0]["task"] == "nece" and table[0]["vprobe"] == 0.1
+
+
+def test_a_probe_step_json_that_cannot_be_read_counts_as_written_by_hand(root):
+    for h, text in (("b000000a", "[1, 2]"), ("b000000b", '{"ended_at": 5}'), ("b000000c", "{not json")):
+        _probe_step(root, h, "2026-12-02T10:00:00+00:00", 0.2, flip=False)
+        storage.write_bytes(storage.join(root, "probe", h, "step.json"), text.encode())
+    assert rows_of("probe_accuracy", test_set="test_id")[0]["vprobe"] == 0.2  # b000000c: the last hash
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -67,11 +67,14 @@ def _run(con, name: str) -> pa.Table:
         raise warehouse.QueryError(f"{name}: {' '.join(str(e).split())}") from None
 
 
-def run_queries(names: tuple[str, ...] = QUERIES, root: str | None = None) -> dict[str, pa.Table]:
-    """Run several canned queries on ONE warehouse snapshot (one connection: one listing of the root)."""
+def run_queries(
+    names: tuple[str, ...] = QUERIES, root: str | None = None, prefer_probes: tuple[str, ...] = ()
+) -> dict[str, pa.Table]:
+    """Run several canned queries on ONE warehouse snapshot (one connection: one listing of the root); the probe
+    steps in ``prefer_probes`` (hashes) count as the newest of their checkpoints."""
     for name in names:
         query_sql(name)  # unknown names fail before the root is listed
-    con = warehouse.connect(root)
+    con = warehouse.connect(root, prefer_probes)
     try:
         return {name: _run(con, name) for name in names}
     finally:

@@ -49,22 +49,31 @@ def _finished(name: str, root: str) -> list[tuple[str, str]]:
     return out
 
 
-def _step_order(name: str, root: str) -> pa.Table:
+def _ended_at(folder: str) -> str | None:
+    """The `ended_at` (ISO time) of a step folder's step.json; None without a readable one."""
+    try:
+        info = storage.read_json(storage.join(folder, steps.INFO))
+    except (OSError, ValueError):
+        return None
+    ended = info.get("ended_at") if isinstance(info, dict) else None
+    return ended if isinstance(ended, str) else None
+
+
+def _step_order(name: str, root: str, prefer: tuple[str, ...] = ()) -> pa.Table:
     """`(step, ended_at, step_order)` of every finished step called `name`: step_order ranks them by the
     `ended_at` of their step.json (ties and steps without one, e.g. written by hand, ordered by hash; those
-    without one first), so a view can tell a newer step's rows from an older one's."""
+    without one first), the hashes in `prefer` above all, so a view can tell a newer step's rows from an
+    older one's."""
     rows = []
     for h, folder in _finished(name, root):
-        try:
-            ended = storage.read_json(storage.join(folder, steps.INFO)).get("ended_at")
-        except (FileNotFoundError, ValueError):
-            ended = None
-        rows.append((ended is not None, ended or "", h))
+        ended = _ended_at(folder)
+        rows.append((h in prefer, ended is not None, ended or "", h))
     rows.sort()
+    rows = [(e, h) for _, _, e, h in rows]
     return pa.table(
         {
-            "step": pa.array([h for _, _, h in rows], pa.string()),
-            "ended_at": pa.array([e or None for _, e, _ in rows], pa.string()),
+            "step": pa.array([h for _, h in rows], pa.string()),
+            "ended_at": pa.array([e or None for e, _ in rows], pa.string()),
             "step_order": pa.array(range(len(rows)), pa.int64()),
         }
     )
@@ -88,8 +97,9 @@ def _files_by_step(name: str, root: str, pattern: str) -> tuple[list[str], list[
     return files, hashes
 
 
-def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the warehouse views over `root` (default `PHYSLM_ROOT`)."""
+def connect(root: str | None = None, prefer_probes: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the warehouse views over `root` (default `PHYSLM_ROOT`); the probe steps
+    whose hashes are in `prefer_probes` count as the newest (the analyze step's own inputs)."""
     root = storage.root() if root is None else root
     con = duckdb.connect(":memory:")
     if storage.is_s3(root):
@@ -97,7 +107,7 @@ def connect(root: str | None = None) -> duckdb.DuckDBPyConnection:
         con.register_filesystem(fs)
 
     con.execute(_view_sql("macros"))
-    con.register("_probe_steps", _step_order("probe", root))
+    con.register("_probe_steps", _step_order("probe", root, prefer_probes))
     # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
     for view, step_name, pattern, schema, _ in VIEWS:
         if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder

@@ -4,7 +4,8 @@ analyze ``{root}/analyze/{hash}/`` — config: ``AnalyzeConfig`` (the query name
 probe steps it summarises (so new results make a new step); ``VERSION`` is bumped whenever a query's output
 changes (code, SQL included, is not hashed: see physlm/store/steps.py). The queries read the whole warehouse,
 i.e. every finished step under the root at the time the step runs, not only its inputs: a cached analyze step
-is a snapshot; ``physlm report`` always queries live.
+is a snapshot; ``physlm report`` always queries live. Where a checkpoint was probed more than once, the probe
+figures come from the analyze step's own probe input (else from the newest probe step: the views' ``latest``).
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ def describe(step: Step) -> str:
 def run(step: Step, force: bool = False, root: str | None = None) -> str:
     """Run the analyze step (cached by its folder); returns its path."""
     cfg: AnalyzeConfig = step.config
-    return run_step(step, lambda out: {"rows": run_analyze(out, root, cfg.queries)}, force=force, root=root)
+    probes = tuple(p.rstrip("/").rsplit("/", 1)[-1] for k, p in step.inputs.items() if k == "probe")
+    return run_step(step, lambda out: {"rows": run_analyze(out, root, cfg.queries, probes)}, force=force, root=root)
 
 
-def run_analyze(out_folder: str, root: str | None = None, names: tuple[str, ...] = QUERIES) -> dict:
+def run_analyze(
+    out_folder: str, root: str | None = None, names: tuple[str, ...] = QUERIES, prefer_probes: tuple[str, ...] = ()
+) -> dict:
     """Every canned query -> ``<name>.parquet`` + ``<name>.md`` under ``out_folder``; returns row counts.
-    An empty result is written too: an empty table with the query's columns and "no data yet"."""
-    tables = run_queries(names, root)
+    An empty result is written too: an empty table with the query's columns and "no data yet". The probe steps
+    in ``prefer_probes`` (hashes) count as the newest of their checkpoints."""
+    tables = run_queries(names, root, prefer_probes)
     for name, table in tables.items():
         storage.write_parquet(table, storage.join(out_folder, f"{name}.parquet"))
         storage.write_bytes(storage.join(out_folder, f"{name}.md"), markdown_for(name, table).encode())

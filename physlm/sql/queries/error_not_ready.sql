@@ -14,8 +14,8 @@
 --      gold-solution probe samples (any other source): the gold state with the same number of correct
 --      (necessary) sentences written. The gold prefix holds as many necessary steps, but not necessarily
 --      the same parameters, so its label and hidden state only approximate those at the model's prefix.
--- Probe rows of the newest probe step that probed them (probe_predictions.latest, per source); a pair probed
--- several times there: majority of the predictions.
+-- Probe rows of the newest probe step that probed them (probe_predictions.latest: the E8 rows and each test
+-- set's samples chosen apart); a pair probed several times there: majority of the predictions.
 -- Columns: model, checkpoint_id, task, test_set ('all' = pooled), n_wrong, n_located, n_matched (label
 --          false and probed), n_exact_state, n_probe_false, share_probe_false, ci_low, ci_high (Wilson 95%).
 WITH w AS (

@@ -4,8 +4,8 @@
 -- probe on a randomly initialised model; can_next ~99% (Part 2.2).
 -- Slice "all", the paper's probe site (layer -1: the last layer, after the final LayerNorm); baselines
 -- side by side, per test set (test_id: the paper's unseen templates; test_seen: fresh problems of the training
--- templates). Each row from the newest probe step that measured it (probe_metrics.latest), never pooled across
--- probe steps of other recipes or seeds.
+-- templates). Each row (V-probe and baselines alike) from one probe step, the newest that measured the checkpoint's
+-- task on that test set (probe_metrics.latest): never pooled across probe steps of other recipes or seeds.
 -- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority, vprobe_mcc,
 -- random_init_mcc.
 WITH m AS (
