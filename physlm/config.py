@@ -387,7 +387,7 @@ class TrainConfig:
     mtp: float = field(default=0.0, metadata=HASH_IF_SET)
     """Multi-token prediction: the weight of an auxiliary cross-entropy on the token after next, predicted from
     the final hidden state by a train-only head (physlm/model/mtp.py; not part of the saved model); 0 = none.
-    Needs the sparse loss: compile "off" or "body"."""
+    Needs the sparse loss: compile "off", "body", or "auto" on a CPU (on a GPU "auto" compiles the whole loss)."""
     dtype: str = "auto"
     """Autocast dtype: "auto" (bf16 on CUDA, fp32 on CPU), "bf16", "fp32"."""
     progress: bool = field(default=False, metadata={"hash": False})
@@ -424,10 +424,10 @@ class TrainConfig:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
         if not (self.arith_weight > 0 and self.plan_weight > 0):
             raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
-        if self.mtp < 0 or (self.mtp > 0 and self.compile in ("on", "auto")):
+        if not self.mtp >= 0 or (self.mtp > 0 and self.compile == "on"):
             raise ConfigError(
-                f"mtp: must be >= 0, and > 0 needs compile 'off' or 'body' (the sparse loss), got {self.mtp} "
-                f"with compile {self.compile!r}"
+                f"mtp: must be >= 0, and > 0 needs the sparse loss (compile 'off', 'body' or 'auto' on a CPU), got "
+                f"{self.mtp} with compile {self.compile!r}"
             )
         if names_folder(self.pretrained):  # a folder: kept as where it is, so it is found from anywhere
             object.__setattr__(self, "pretrained", os.path.abspath(os.path.expanduser(self.pretrained)))

@@ -143,9 +143,10 @@ def test_config_validation():
     with pytest.raises(TrainConfigError, match="loss_on"):
         TrainConfig(loss_on="answer")
     with pytest.raises(TrainConfigError, match="mtp"):
-        TrainConfig(mtp=0.5)  # compile "auto" would take the whole (dense) loss on a GPU
-    with pytest.raises(TrainConfigError, match="mtp"):
-        TrainConfig(mtp=-1, compile="off")
+        TrainConfig(mtp=0.5, compile="on")  # the whole loss compiled: dense, no final states to give the head
+    for bad in (-1, float("nan")):
+        with pytest.raises(TrainConfigError, match="mtp"):
+            TrainConfig(mtp=bad, compile="off")
     cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.01)
     assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3) and lr_at(55, cfg) == pytest.approx(0.505)
@@ -318,7 +319,9 @@ def test_mtp_adds_the_weighted_loss_of_the_token_after_next(tok):
     batch = next(OnlineProblems(GEN, tok).batches(None, n_ctx=N_CTX, batch_size=3, loss_on="solution"))
     ids, mask = batch.ids, batch.mask
     plain = NextTokenLoss(model, sparse=True)(ids, mask)
-    got = NextTokenLoss(model, sparse=True, mtp=(head, 0.3))(ids, mask)
+    runner = NextTokenLoss(model, sparse=True, mtp=(head, 0.3))
+    got = runner(ids, mask)
+    torch.testing.assert_close(runner.aux, (got - plain).detach())  # what train_step leaves out of the logged loss
     states = model.gpt_neox(input_ids=ids).last_hidden_state  # (b, T, d), after the final LayerNorm
     ref = 0.0
     for r in range(ids.shape[0]):

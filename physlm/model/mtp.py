@@ -7,7 +7,8 @@ state, then the (tied) LM head, is trained with the model and saved in each chec
 resumed run is the same run), but it is not part of the model: the saved weights, evaluation, probes and
 decoding are those of the plain model. The hope (an issue-15 lever): a state that must also say what follows the
 next token plans further ahead ("Define A as" -> which parameter next). A fresh letter at t+2 is trained on the
-letter the generator drew (``letter_targets`` shapes the next-token loss only).
+letter the generator drew (``letter_targets`` shapes the next-token loss only). The logged training loss is the
+next-token loss alone, comparable with runs without the head.
 """
 
 from __future__ import annotations

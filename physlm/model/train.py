@@ -89,6 +89,7 @@ class NextTokenLoss(torch.nn.Module):
         self.model, self.sparse, self.letters, self.weights = model, sparse, letters, weights
         # mtp: (head, weight) of the token-after-next loss (physlm/model/mtp.py; sparse only); None: none
         self.head, self.mtp_weight = mtp if mtp is not None else (None, 0.0)
+        self.aux: torch.Tensor | None = None  # the last forward's weighted MTP sum (detached), left out of the log
         if self.head is not None and not sparse:
             raise ConfigError("train.mtp: needs the sparse loss (compile 'off' or 'body'), not the whole loss compiled")
 
@@ -106,6 +107,7 @@ class NextTokenLoss(torch.nn.Module):
             if self.head is not None:
                 unembed = self.model.get_output_embeddings()
                 extra = multi.loss_sum(self.head, unembed, hidden, ids, mask, predicts) * self.mtp_weight
+                self.aux = extra.detach()
                 return self._sum(logits.float(), targets, ids, at) + extra
         else:
             logits = self.model(input_ids=ids, use_cache=False).logits.flatten(0, 1)
@@ -131,7 +133,8 @@ class NextTokenLoss(torch.nn.Module):
 def train_step(
     runner, model, opt, batch, lr: float, grad_clip: float, micro: int, world: int, device: torch.device, amp_dtype=None
 ) -> torch.Tensor:
-    """One optimizer step on this rank's rows of a global batch; returns this rank's share of the loss.
+    """One optimizer step on this rank's rows of a global batch; returns this rank's share of the loss (the
+    next-token loss: train.mtp's term is optimized, not reported).
 
     ``runner`` computes the loss sum (a :class:`NextTokenLoss`, or its DDP/compiled wrapper); ``model`` owns the
     parameters.
@@ -158,7 +161,8 @@ def train_step(
             loss = runner(ids, mask) / n_targets
         # DDP averages gradients over ranks; x world turns that average back into the global sum.
         (loss * world).backward()
-        step_loss += loss.detach()
+        aux = getattr(getattr(runner, "module", runner), "aux", None)  # DDP wraps the loss module as .module
+        step_loss += loss.detach() if aux is None else loss.detach() - aux / n_targets
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
