@@ -210,6 +210,7 @@ def test_the_newest_probe_step_of_a_checkpoint_replaces_the_older_ones(root):
     acc = rows_of("probe_accuracy", test_set="test_id")
     assert [(r["task"], r["n"]) for r in acc][:2] == [("nece", 100), ("dep", 100)]  # one step's rows, not pooled
     assert (acc[0]["vprobe"], acc[0]["vprobe_mcc"], acc[0]["random_init"]) == (0.4, 0.4, 0.6)
+    assert {r["probe_step"] for r in acc} == {"b0000009"}  # each row names the step it comes from
     assert {r["n"] for r in run_query("probe_unnecessary").to_pylist()} == {30}
     (nn,) = rows_of("error_not_ready", task="nece_next", test_set="all")
     assert (nn["n_matched"], nn["share_probe_false"]) == (1, 0.0)  # the newest step's flipped prediction

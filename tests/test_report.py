@@ -355,6 +355,7 @@ def test_report_has_every_section_with_a_valid_plot(root, tmp_path):
     assert "GPT2-4-4 greedy test_id by op: op 1 100.0% (n=4); op 2 100.0% (n=4); op 3 75.0% (n=4)" in page
     assert "test_op7 by op" not in page and "test_reask by op" not in page  # one op each: no by-op line
     assert "about 80% at the largest out-of-distribution op" in page  # the paper's finding beside it
+    assert "GPT2-4-4 on test_id (probe step b0000001): nece 95.0% vs random-init 60.0%" in page  # E4 names its step
 
 
 def test_report_on_an_empty_root_says_no_data_yet(tmp_path, monkeypatch):

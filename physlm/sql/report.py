@@ -197,7 +197,9 @@ def _probe_bars(rows, category, notes_fmt):
             series["linear probe"] = [_num(r["linear"]) for r in mine]
         series["majority"] = [_num(r["majority"]) for r in mine]
         _bars(cats, series, "probe accuracy", title=f"{model} · {test_set}", ax=ax)
-        notes.append(f"{model} on {test_set}: " + "; ".join(notes_fmt(r) for r in mine))
+        steps = sorted({r["probe_step"] for r in mine if r.get("probe_step")})
+        where = f" (probe step {', '.join(steps)})" if steps else ""
+        notes.append(f"{model} on {test_set}{where}: " + "; ".join(notes_fmt(r) for r in mine))
     return notes, fig
 
 

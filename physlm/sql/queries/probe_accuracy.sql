@@ -7,11 +7,11 @@
 -- templates). Each row (V-probe and baselines alike) from one probe step, the newest that measured the checkpoint's
 -- task on that test set (probe_metrics.latest): never pooled across probe steps of other recipes or seeds.
 -- Columns: model, checkpoint_id, test_set, task, n, vprobe, random_init, linear, majority, vprobe_mcc,
--- random_init_mcc.
+-- random_init_mcc, probe_step (the hash of the probe step the row comes from).
 WITH m AS (
     SELECT checkpoint_id, test_set, task, baseline,
            sum(n)::BIGINT AS n, sum(accuracy * n) / sum(n) AS accuracy,
-           sum(majority_accuracy * n) / sum(n) AS majority, avg(mcc) AS mcc
+           sum(majority_accuracy * n) / sum(n) AS majority, avg(mcc) AS mcc, max(step) AS probe_step
     FROM probe_metrics
     WHERE slice = 'all' AND layer = -1 AND latest
     GROUP BY ALL
@@ -23,7 +23,8 @@ SELECT coalesce(c.model, m.checkpoint_id) AS model, m.checkpoint_id, test_set, t
        max(accuracy) FILTER (WHERE baseline = 'linear') AS linear,
        coalesce(max(majority) FILTER (WHERE baseline = 'vprobe'), max(majority)) AS majority,
        max(mcc) FILTER (WHERE baseline = 'vprobe') AS vprobe_mcc,
-       max(mcc) FILTER (WHERE baseline = 'random_init') AS random_init_mcc
+       max(mcc) FILTER (WHERE baseline = 'random_init') AS random_init_mcc,
+       max(probe_step) AS probe_step
 FROM m LEFT JOIN (SELECT DISTINCT checkpoint_id, model FROM checkpoints) c USING (checkpoint_id)
 GROUP BY 1, 2, 3, 4
 ORDER BY model, m.checkpoint_id, test_set, list_position(['nece', 'dep', 'known', 'value', 'can_next', 'nece_next'], task);
