@@ -212,6 +212,8 @@ def test_the_newest_probe_step_of_a_checkpoint_replaces_the_older_ones(root):
     assert (acc[0]["vprobe"], acc[0]["vprobe_mcc"], acc[0]["random_init"]) == (0.4, 0.4, 0.6)
     assert {r["probe_step"] for r in acc} == {"b0000009"}  # each row names the step it comes from
     assert {r["n"] for r in run_query("probe_unnecessary").to_pylist()} == {30}
+    for name in ("probe_unnecessary", "probe_by_label"):
+        assert {r["probe_step"] for r in run_query(name).to_pylist()} == {"b0000009"}
     (nn,) = rows_of("error_not_ready", task="nece_next", test_set="all")
     assert (nn["n_matched"], nn["share_probe_false"]) == (1, 0.0)  # the newest step's flipped prediction
     # E7: the newest step's rows (U1 false, U2 true, U3 false), not pooled with the fixture's older step's rows,
