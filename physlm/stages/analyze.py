@@ -23,7 +23,7 @@ VERSION = 3
 """2: every Wilson interval comes from one SQL macro computed as physlm.model.scoring.wilson, to the last bit
 (version 1's two inline formulas rounded differently: bounds differ in the last bit). 3: the probe queries
 (E4-E8, E10) read each row from the newest probe step that measured it (the views' `latest`) instead of
-pooling every probe step of a checkpoint."""
+pooling every probe step of a checkpoint, and E4-E6 name it (column probe_step)."""
 
 
 def plan(preset: Preset) -> list[Step]:
