@@ -94,21 +94,21 @@ class NextTokenLoss(torch.nn.Module):
             raise ConfigError("train.mtp: needs the sparse loss (compile 'off' or 'body'), not the whole loss compiled")
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        extra = None  # train.mtp's weighted term
         if self.sparse:
             sel = mask[:, 1:]  # hidden state t predicts token t+1
             predicts = torch.cat([sel, torch.zeros_like(sel[:, :1])], 1)  # (b, T): positions that predict a target
             hidden = act.final_states_at(self.model, ids, predicts)  # (n_targets, d), after the final LayerNorm
-            logits = self.model.get_output_embeddings()(hidden)  # (n_targets, V)
+            unembed = self.model.get_output_embeddings()
+            logits = unembed(hidden)  # (n_targets, V)
 
             def at(x: torch.Tensor) -> torch.Tensor:  # a mark of token t+1, at each target position t
                 return x[:, 1:][sel]
 
             targets = at(ids)
             if self.head is not None:
-                unembed = self.model.get_output_embeddings()
                 extra = multi.loss_sum(self.head, unembed, hidden, ids, mask, predicts) * self.mtp_weight
                 self.aux = extra.detach()
-                return self._sum(logits.float(), targets, ids, at) + extra
         else:
             logits = self.model(input_ids=ids, use_cache=False).logits.flatten(0, 1)
             targets = shifted_targets(ids, mask).flatten()  # -100 where t+1 is not a target
@@ -116,7 +116,8 @@ class NextTokenLoss(torch.nn.Module):
             def at(x: torch.Tensor) -> torch.Tensor:
                 return F.pad(x[:, 1:], (0, 0) * (x.dim() - 2) + (0, 1)).flatten(0, 1)
 
-        return self._sum(logits.float(), targets, ids, at)
+        loss = self._sum(logits.float(), targets, ids, at)
+        return loss if extra is None else loss + extra
 
     def _sum(self, logits: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, at) -> torch.Tensor:
         """The loss sum of ``logits (n, V)`` against ``targets (n,)`` (-100: none); ``at`` maps a per-token mark
@@ -350,6 +351,7 @@ def train(
     run = _setup(cfg, model_cfg.n_ctx)
     model, head, opt, state = _build(model_cfg, cfg, run, out_dir, resume)
     runner = _runner(model, cfg, run, _letters(cfg, data), _weights(cfg, data), head)
+    trained = _trained(model, head)
     tokens_per_step = cfg.batch_size * model_cfg.n_ctx
     peak, flops_per_token = _peak_flops(run.device), model_cfg.flops_per_token()
     kw = dict(n_ctx=model_cfg.n_ctx, batch_size=run.micro * run.accum, loss_on=cfg.loss_on, seed=cfg.seed)
@@ -368,8 +370,8 @@ def train(
         batch = next(batches)  # (micro * accum, T) rows of this rank, and the position after them
         dropped += batch.dropped
         lr = lr_at(step, cfg)
-        step_loss = train_step(runner, _trained(model, head), opt, batch, lr, cfg.grad_clip, run.micro, run.world,
-                               run.device, run.amp_dtype)  # fmt: skip
+        step_loss = train_step(runner, trained, opt, batch, lr, cfg.grad_clip, run.micro, run.world, run.device,
+                               run.amp_dtype)  # fmt: skip
         step += 1
         state["position"], tokens_seen = batch.position, tokens_seen + tokens_per_step
         if run.world > 1:

@@ -52,7 +52,7 @@ def _finished(name: str, root: str) -> list[tuple[str, str]]:
 def _ended_at(folder: str) -> str | None:
     """The `ended_at` (ISO time) of a step folder's step.json; None without a readable one."""
     try:
-        info = storage.read_json(storage.join(folder, steps.INFO))
+        info = steps.read_info(folder)
     except (OSError, ValueError):
         return None
     ended = info.get("ended_at") if isinstance(info, dict) else None
@@ -64,16 +64,12 @@ def _step_order(name: str, root: str, prefer: tuple[str, ...] = ()) -> pa.Table:
     `ended_at` of their step.json (ties and steps without one, e.g. written by hand, ordered by hash; those
     without one first), the hashes in `prefer` above all, so a view can tell a newer step's rows from an
     older one's."""
-    rows = []
-    for h, folder in _finished(name, root):
-        ended = _ended_at(folder)
-        rows.append((h in prefer, ended is not None, ended or "", h))
-    rows.sort()
-    rows = [(e, h) for _, _, e, h in rows]
+    # "" (no ended_at) sorts before every ISO time
+    rows = sorted((h in prefer, _ended_at(folder) or "", h) for h, folder in _finished(name, root))
     return pa.table(
         {
-            "step": pa.array([h for _, h in rows], pa.string()),
-            "ended_at": pa.array([e or None for e, _ in rows], pa.string()),
+            "step": pa.array([h for _, _, h in rows], pa.string()),
+            "ended_at": pa.array([e or None for _, e, _ in rows], pa.string()),
             "step_order": pa.array(range(len(rows)), pa.int64()),
         }
     )

@@ -38,7 +38,8 @@ def describe(step: Step) -> str:
 def run(step: Step, force: bool = False, root: str | None = None) -> str:
     """Run the analyze step (cached by its folder); returns its path."""
     cfg: AnalyzeConfig = step.config
-    probes = tuple(p.rstrip("/").rsplit("/", 1)[-1] for k, p in step.inputs.items() if k == "probe")
+    probe = step.inputs.get("probe")
+    probes = (probe.rstrip("/").rsplit("/", 1)[1],) if probe else ()  # its hash: the folder's name
     return run_step(step, lambda out: {"rows": run_analyze(out, root, cfg.queries, probes)}, force=force, root=root)
 
 
