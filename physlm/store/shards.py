@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from physlm.igsm import record
 from physlm.igsm.config import GenConfig
@@ -89,7 +88,7 @@ def read_shards(folder: str, columns: list[str] | None = None, rank: int = 0, wo
         urls = shard_urls(folder, rank, world)
         return storage.read_parquet(urls, columns=columns) if urls else empty
     names = sorted(recorded)[rank::world]
-    tables = [pq.read_table(pa.BufferReader(steps.read_checked(folder, n, recorded)), columns=columns) for n in names]
+    tables = [storage.parquet_table(steps.read_checked(folder, n, recorded), columns) for n in names]
     if not tables:
         return empty
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

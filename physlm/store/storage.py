@@ -269,9 +269,14 @@ def read_parquet(url_or_list, columns: list[str] | None = None) -> pa.Table:
     urls = [url_or_list] if isinstance(url_or_list, str) else list(url_or_list)
     if not urls:
         raise ValueError("read_parquet: no files given")
-    tables = []
-    for url in urls:
-        fs, path = filesystem(url)
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f, columns=columns))
+    tables = [parquet_table(read_bytes(url), columns) for url in urls]
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def parquet_table(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    """The table of one Parquet file's bytes. Arrow reads a copy in its own memory: handed a Python file or
+    Python-owned bytes, its reader threads can still hold them when the interpreter exits, and the process then
+    aborts ("terminate called without an active exception", apache/arrow#34314) after its work is done."""
+    sink = pa.BufferOutputStream()
+    sink.write(data)
+    return pq.read_table(pa.BufferReader(sink.getvalue()), columns=columns)
