@@ -378,6 +378,11 @@ class TrainConfig:
     data's own; "" = the data's law throughout."""
     late_from: float = field(default=0.5, metadata=HASH_IF_SET)
     """Where the late op law starts, as a fraction of ``steps``."""
+    recall_warmup: float = field(default=0.0, metadata=HASH_IF_SET)
+    """An associative-recall warm-up (online data only): for the first ``recall_warmup * steps`` steps, each
+    training problem is shown as its statement alone followed by a recall drill, one "Define X as v; so v = 14"
+    per parameter the statement gives as a number, in random order (physlm/igsm/solution.py ``recall``): the
+    two-name lookup that every solution's first steps need, many times per problem; 0 = none."""
     arith_weight: float = field(default=1.0, metadata=HASH_IF_SET)
     """Weight of the cross-entropy at a solution's arithmetic results, the number after "<number> <op> <number> ="
     (physlm/model/weights.py): the mod-23 tables; 1 = the plain loss."""
@@ -422,6 +427,8 @@ class TrainConfig:
             raise ConfigError("warmup/weight_decay/grad_clip: must be >= 0")
         if not 0 < self.late_from < 1:
             raise ConfigError(f"late_from: must be in (0, 1) (a fraction of steps), got {self.late_from}")
+        if not 0 <= self.recall_warmup < 1:
+            raise ConfigError(f"recall_warmup: must be in [0, 1) (a fraction of steps), got {self.recall_warmup}")
         if not (self.arith_weight > 0 and self.plan_weight > 0):
             raise ConfigError(f"arith_weight/plan_weight: must be > 0, got {self.arith_weight}/{self.plan_weight}")
         if not self.mtp >= 0 or (self.mtp > 0 and self.compile == "on"):

@@ -84,6 +84,8 @@ class Preset:
             object.__setattr__(self, "model", dataclasses.replace(self.model, vocab_size=vocab_size(self.tokenizer)))
         if self.train.late_op_dist and not self.data.online:
             raise ConfigError("train.late_op_dist: an op curriculum needs online data (data.online=true)")
+        if self.train.recall_warmup and not self.data.online:
+            raise ConfigError("train.recall_warmup: a recall warm-up needs online data (data.online=true)")
         if tables.TEST_SEEN in self.probe.test_sets and not self.data.test_seen:
             raise ConfigError("probe.test_sets: test_seen needs data.test_seen=true (or probe.test_sets=test_id)")
         if any(x >= self.model.n_layer for x in self.probe.layers):

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +21,7 @@ from physlm.igsm.check import check
 from physlm.igsm.config import HARD, MED, ConfigError, Family, GenConfig
 from physlm.igsm.generate import GenerationError, generate
 from physlm.igsm.graph import MOD
+from physlm.igsm.solution import recall, sentences
 
 
 def _fingerprint(cfg: GenConfig, seeds) -> list[str]:
@@ -121,6 +123,26 @@ def test_retry_variant_inserts_back_steps_the_checker_skips():
         v = check(p.graph, p.solution)
         assert v.correct and v.n_retries == p.solution.count(" as BACK")
     assert backs > 0
+
+
+def test_recall_drill_recites_every_given_number_once():
+    """The recall warm-up's drill (train.recall_warmup): one sentence per parameter the statement gives as a
+    number, with that number, fresh distinct letters, in an order that moves with the drill's seed."""
+    moved, none = 0, 0
+    for seed in range(40):
+        g = generate(GenConfig(), seed).graph
+        given = {g.name(p): g.value[p] for p in g.sentences if g.inner[p] == "const"}
+        if not given:  # the sources are childless abstract parameters (worth 0): nothing to recall
+            assert recall(g, random.Random(seed)) is None
+            none += 1
+            continue
+        text, answer = recall(g, random.Random(seed))
+        steps = [re.fullmatch(r"Define (.+) as (\w); so \2 = (\d+)", x.text) for x in sentences(text)]
+        assert all(steps) and len(steps) == len(given)
+        assert {m[1]: int(m[3]) for m in steps} == given and answer == int(steps[-1][3])
+        assert len({m[2] for m in steps}) == len(steps) and recall(g, random.Random(seed)) == (text, answer)
+        moved += recall(g, random.Random(seed + 1000))[0] != text
+    assert moved > 25 and 0 < none < 10
 
 
 def test_childless_switch_forbids_value_zero_abstracts():

@@ -131,6 +131,26 @@ def test_op_curriculum_switches_the_op_law_at_its_step(tok):
         resolve("tiny", ["train.late_op_dist=uniform", "data.online=false"])
 
 
+def test_recall_warmup_drills_first_then_the_plain_batches(tok):
+    """train.recall_warmup: the steps from recall_warmup * steps on are the plain source's batches, bit for bit;
+    the steps before show the same problems' statements without their questions, each followed by its recall
+    drill (every given number recalled by name) as the loss-bearing part; resumable the same way."""
+    cfg = TrainConfig(steps=10, recall_warmup=0.3)
+    src, plain = online(GEN, tok, cfg), OnlineProblems(GEN, tok)
+    kw = dict(n_ctx=N_CTX, batch_size=2, loss_on="solution", seed=1)
+    early, late = take(src.batches(None, **kw), 4), take(src.batches({"step": 3}, **kw), 2)
+    assert all(torch.equal(x.ids, y.ids) for x, y in zip(late, take(plain.batches({"step": 3}, **kw), 2)))
+    drill = tok.decode(early[0].ids[0].tolist())
+    assert "Define" in drill and "How many" not in drill and "How many" in tok.decode(late[0].ids[0].tolist())
+    assert torch.equal(early[1].ids, next(src.batches({"step": 1}, **kw)).ids) and early[3].problems > 0
+    for x, y in zip(early[:3], take(plain.batches(None, **kw), 3)):
+        assert not torch.equal(x.ids, y.ids)
+    with pytest.raises(TrainConfigError, match="recall_warmup"):
+        TrainConfig(recall_warmup=1.0)
+    with pytest.raises(TrainConfigError, match="recall_warmup"):
+        resolve("tiny", ["train.recall_warmup=0.1", "data.online=false"])
+
+
 def test_context_too_short_names_field(source):
     with pytest.raises(DataError, match="n_ctx"):
         next(source.batches(None, n_ctx=20, batch_size=1))

@@ -129,6 +129,18 @@ def render(graph: Graph, rng: random.Random, order: list[int] | None = None) -> 
     return " " + ". ".join(sentence(graph, p, letter, letters) for p in order) + "."
 
 
+def recall(graph: Graph, rng: random.Random) -> tuple[str, int] | None:
+    """An associative-recall drill on ``graph``'s statement: every parameter it gives as a number, in random order,
+    one solution sentence each ("Define Value Haul's Cream Cheese as n; so n = 14."), and the last one's value;
+    None where it gives none (its sources are abstract parameters without children, worth 0)."""
+    given = [p for p in graph.sentences if graph.inner[p] == "const"]
+    if not given:
+        return None
+    rng.shuffle(given)
+    letters, letter = rng.sample(LETTERS, len(given)), {}
+    return " " + ". ".join(sentence(graph, p, letter, letters) for p in given) + ".", graph.value[given[-1]]
+
+
 def render_with_retries(graph: Graph, rng: random.Random, rate: float, weak: bool = False) -> str:
     """Part 2.2 retry data: before each sentence, while rng.random() < rate, a wrong "Define X as BACK"
     where X is not yet computable (or, weak, a future necessary step)."""

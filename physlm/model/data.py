@@ -17,11 +17,13 @@ yielding :class:`Batch` — ``batch_size`` windows for this rank per optimizer s
   rank r generates problems ``problem_seed(shard_seed(seed, "online", k * world + r), j)`` for j = 0, 1, …
   until its windows are full. A pure function of (config, seed, step, rank, world): position ``{"step"}``.
   ``num_workers > 0`` generates steps in DataLoader worker processes (worker w makes steps w, w+W, …; the
-  loader returns them round-robin, so the order is the same as with no workers).
+  loader returns them round-robin, so the order is the same as with no workers). Its steps before
+  ``recall_end`` show each problem as a recall drill instead (:func:`recall_drill`; ``train.recall_warmup``).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,7 +31,8 @@ import numpy as np
 import torch
 
 from physlm.igsm.config import GenConfig
-from physlm.igsm.generate import generate
+from physlm.igsm.generate import Problem, generate
+from physlm.igsm.solution import recall
 from physlm.model.tokenizer import LOSS_ON, Tokenizer
 from physlm.store.shards import problem_seed, read_shards, shard_seed
 
@@ -171,7 +174,8 @@ class PackedShards:
 # ---------------------------------------------------------------------- online
 class OnlineProblems:
     """Fresh problems from ``gen`` every step, deterministic per (seed, step, rank, world); with ``late = (gen2,
-    step0)``, from ``gen2`` from step0 on (an op curriculum: :func:`online`)."""
+    step0)``, from ``gen2`` from step0 on (an op curriculum: :func:`online`); before step ``recall_end``, every
+    problem as its recall drill (:func:`recall_drill`)."""
 
     chunk = 4
     """Problems generated per tokenizer call. The batch is the same for any chunk (problem j is a function of j,
@@ -179,9 +183,14 @@ class OnlineProblems:
     16 wasted about 8 problems of 40, a fifth of the step's data time."""
 
     def __init__(
-        self, gen: GenConfig, tokenizer: Tokenizer, num_workers: int = 0, late: tuple[GenConfig, int] | None = None
+        self,
+        gen: GenConfig,
+        tokenizer: Tokenizer,
+        num_workers: int = 0,
+        late: tuple[GenConfig, int] | None = None,
+        recall_end: int = 0,
     ):
-        self.gen, self.tok, self.num_workers, self.late = gen, tokenizer, num_workers, late
+        self.gen, self.tok, self.num_workers, self.late, self.recall_end = gen, tokenizer, num_workers, late, recall_end
 
     def gen_at(self, step: int) -> GenConfig:
         """The generator config of the problems of optimizer step ``step``."""
@@ -195,9 +204,8 @@ class OnlineProblems:
             gen = self.gen_at(step)
             probs = [generate(gen, problem_seed(s, j + k)) for k in range(chunk)]
             j += chunk
-            for u in encode_units(
-                self.tok, [p.problem for p in probs], [p.solution for p in probs], [p.answer for p in probs]
-            ):
+            texts = [recall_drill(p) if step < self.recall_end else (p.problem, p.solution, p.answer) for p in probs]
+            for u in encode_units(self.tok, *zip(*texts)):
                 if len(u.ids) > cap:
                     dropped += 1
                     if dropped > 1000 and not windows and not cur:
@@ -237,13 +245,23 @@ class OnlineProblems:
         )
 
 
+def recall_drill(p: Problem) -> tuple[str, str, int]:
+    """``(prompt, solution, answer)`` of problem ``p`` as an associative-recall drill: its statement without the
+    question, then every number it gives recalled by name in random order (a function of the problem's seed); the
+    problem itself where its statement gives no number."""
+    drill = recall(p.graph, random.Random(f"recall:{p.seed}"))
+    return (p.problem, p.solution, p.answer) if drill is None else (p.statement, *drill)
+
+
 def online(gen: GenConfig, tok: Tokenizer, cfg) -> OnlineProblems:
-    """The online source of a training recipe (``cfg``: a TrainConfig): its data workers, and its op curriculum
-    (``cfg.late_op_dist`` from step ``cfg.late_from * cfg.steps`` on) applied to ``gen``."""
+    """The online source of a training recipe (``cfg``: a TrainConfig): its data workers, its op curriculum
+    (``cfg.late_op_dist`` from step ``cfg.late_from * cfg.steps`` on) applied to ``gen``, and its recall warm-up
+    (``cfg.recall_warmup * cfg.steps`` steps)."""
     late = None
     if cfg.late_op_dist:
         late = (gen.with_(op_dist=cfg.late_op_dist), int(cfg.late_from * cfg.steps))
-    return OnlineProblems(gen, tok, num_workers=cfg.data_workers, late=late)
+    recall_end = int(cfg.recall_warmup * cfg.steps)
+    return OnlineProblems(gen, tok, num_workers=cfg.data_workers, late=late, recall_end=recall_end)
 
 
 class _Steps(torch.utils.data.IterableDataset):
