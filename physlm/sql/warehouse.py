@@ -59,13 +59,13 @@ def _ended_at(folder: str) -> str | None:
     return ended if isinstance(ended, str) else None
 
 
-def _step_order(name: str, root: str, prefer: tuple[str, ...] = ()) -> pa.Table:
-    """`(step, ended_at, step_order)` of every finished step called `name`: step_order ranks them by the
+def _step_order(finished: list[tuple[str, str]], prefer: tuple[str, ...] = ()) -> pa.Table:
+    """`(step, ended_at, step_order)` of the `finished` steps of one name: step_order ranks them by the
     `ended_at` of their step.json (ties and steps without one, e.g. written by hand, ordered by hash; those
     without one first), the hashes in `prefer` above all, so a view can tell a newer step's rows from an
     older one's."""
     # "" (no ended_at) sorts before every ISO time
-    rows = sorted((h in prefer, _ended_at(folder) or "", h) for h, folder in _finished(name, root))
+    rows = sorted((h in prefer, _ended_at(folder) or "", h) for h, folder in finished)
     return pa.table(
         {
             "step": pa.array([h for _, _, h in rows], pa.string()),
@@ -83,14 +83,9 @@ def _view_sql(view: str) -> str:
     return resources.files("physlm.sql").joinpath(f"views/{view}.sql").read_text()
 
 
-def _files_by_step(name: str, root: str, pattern: str) -> tuple[list[str], list[str]]:
-    """Parallel lists (file URL, step hash) of the Parquet files of finished steps."""
-    files, hashes = [], []
-    for h, folder in _finished(name, root):
-        for url in storage.glob(storage.join(folder, pattern)):
-            files.append(url)
-            hashes.append(h)
-    return files, hashes
+def _files_by_step(finished: list[tuple[str, str]], pattern: str) -> list[str]:
+    """The files matching `pattern` in the `finished` step folders."""
+    return [url for _, folder in finished for url in storage.glob(storage.join(folder, pattern))]
 
 
 def connect(root: str | None = None, prefer_probes: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
@@ -103,13 +98,14 @@ def connect(root: str | None = None, prefer_probes: tuple[str, ...] = ()) -> duc
         con.register_filesystem(fs)
 
     con.execute(_view_sql("macros"))
-    con.register("_probe_steps", _step_order("probe", root, prefer_probes))
+    finished = {name: _finished(name, root) for name in {v[1] for v in VIEWS if v[1] is not None}}
+    con.register("_probe_steps", _step_order(finished["probe"], prefer_probes))
     # Each view: its file list is a literal of the view; the step hash comes from the file's folder name.
     for view, step_name, pattern, schema, _ in VIEWS:
         if step_name is None:  # not a step output: e.g. the checkpoint registry's one-file-per-row folder
             files = storage.glob(storage.join(root, pattern))
         else:
-            files, _ = _files_by_step(step_name, root, pattern)
+            files = _files_by_step(finished[step_name], pattern)
         if files:
             source = f"read_parquet({_sql_list(files)}, filename = true, union_by_name = true)"
         else:  # no data yet: an empty view with the right columns, so queries still bind
